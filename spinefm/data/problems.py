@@ -15,6 +15,8 @@ PROBLEM_KINDS = (
     "outline_outside_image",
     "duplicate_level",
     "level_gap",
+    "level_order",
+    "overlapping_outlines",
     "no_vertebrae",
 )
 

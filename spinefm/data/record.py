@@ -9,6 +9,7 @@ import numpy as np
 from skimage.draw import polygon as rasterize_polygon
 
 from spinefm.data.levels import level_index, missing_between, normalize_level
+from spinefm.data.masks import crop_iou
 from spinefm.data.problems import Problem
 
 VIEWS = ("lateral_cervical", "lateral_lumbar", "ap_thoracolumbar")
@@ -42,12 +43,8 @@ class Vertebra:
     @classmethod
     def from_full_mask(cls, level: str, full_mask: np.ndarray, **kwargs) -> "Vertebra":
         """Build from a full-image mask, keeping only its bounding-box crop."""
-        full_mask = np.asarray(full_mask) > 0
-        rows, cols = np.nonzero(full_mask)
-        if rows.size == 0:
-            return cls(level, mask=np.zeros((0, 0), bool), **kwargs)
-        y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        return cls(level, mask=full_mask[y0:y1, x0:x1].copy(), offset=(x0, y0), **kwargs)
+        crop, offset = crop_to_foreground(full_mask)
+        return cls(level, mask=crop, offset=offset, **kwargs)
 
     def mask_crop(self) -> tuple[np.ndarray, tuple[int, int]]:
         """Binary mask of the outline cropped to its pixel bounding box, and the crop's (x0, y0)."""
@@ -108,6 +105,16 @@ class Vertebra:
         return np.array([cols.min() + x0, rows.min() + y0, cols.max() + x0 + 1, rows.max() + y0 + 1], float)
 
 
+def crop_to_foreground(full_mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """A binary mask cropped to its foreground's bounding box, and the crop's (x0, y0)."""
+    full_mask = np.asarray(full_mask) > 0
+    rows, cols = np.nonzero(full_mask)
+    if rows.size == 0:
+        return np.zeros((0, 0), bool), (0, 0)
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    return full_mask[y0:y1, x0:x1].copy(), (int(x0), int(y0))
+
+
 @dataclass
 class ImageRecord:
     """One radiograph and its vertebrae, ordered top to bottom.
@@ -148,11 +155,13 @@ class ImageRecord:
         return loaded.pixels
 
 
-def tidy_vertebrae(image_id: str, vertebrae: list[Vertebra], min_area: float = 4.0):
+def tidy_vertebrae(image_id: str, vertebrae: list[Vertebra], min_area: float = 4.0, max_overlap_iou: float = 0.2):
     """Order vertebrae top to bottom and drop unusable outlines.
 
     Returns (kept vertebrae, problems). Empty and degenerate outlines are dropped; of a duplicated
-    level the first is kept; gaps between consecutive levels are reported and kept.
+    level the first is kept. Reported but kept: gaps between consecutive levels, a level whose
+    centroid is not below the one above it, and pairs of outlines overlapping by more than
+    `max_overlap_iou` (annotation slips such as a copied outline).
     """
     problems: list[Problem] = []
     kept: list[Vertebra] = []
@@ -178,6 +187,23 @@ def tidy_vertebrae(image_id: str, vertebrae: list[Vertebra], min_area: float = 4
             problems.append(
                 Problem("level_gap", image_id, f"no {', '.join(gap)} between {upper.level} and {lower.level}", level=lower.level)
             )
+    for upper, lower in zip(kept, kept[1:]):
+        if lower.centroid()[1] <= upper.centroid()[1]:
+            problems.append(Problem("level_order", image_id, f"centroid not below {upper.level}'s", level=lower.level))
+    problems.extend(_overlaps(image_id, kept, max_overlap_iou))
     if not kept:
         problems.append(Problem("no_vertebrae", image_id, "no usable vertebra"))
     return kept, problems
+
+
+def _overlaps(image_id: str, vertebrae: list[Vertebra], max_iou: float) -> list[Problem]:
+    crops = [v.mask_crop() for v in vertebrae]
+    problems = []
+    for i in range(len(vertebrae)):
+        for j in range(i + 1, len(vertebrae)):
+            iou = crop_iou(*crops[i], *crops[j])
+            if iou > max_iou:
+                problems.append(
+                    Problem("overlapping_outlines", image_id, f"overlaps {vertebrae[i].level} (IoU {iou:.2f})", level=vertebrae[j].level)
+                )
+    return problems

@@ -35,6 +35,7 @@ class AasceReader(Reader):
         last_level: str = "L5",
         annotation_source: str = "auto",
         group_pattern: str | None = r"-(\d+) [A-Z]+ AP",
+        order_by_position: bool = True,
         **kwargs,
     ):
         if annotation_source not in ("auto", "mat", "csv"):
@@ -43,6 +44,7 @@ class AasceReader(Reader):
         self.first_level = first_level
         self.levels = level_range(first_level, last_level)
         self.annotation_source = annotation_source
+        self.order_by_position = order_by_position
         self.group_pattern = re.compile(group_pattern) if group_pattern else None
         super().__init__(root, split, **kwargs)
 
@@ -79,9 +81,12 @@ class AasceReader(Reader):
         if points.shape[0] % 4:
             raise self._fail("unreadable_annotation", entry, f"{points.shape[0]} points is not 4 per vertebra", mat_path)
         count = points.shape[0] // 4
+        corners = points.reshape(count, 4, 2)
+        if self.order_by_position:  # some files list the top vertebra last
+            corners = corners[np.argsort(corners[:, :, 1].mean(axis=1), kind="stable")]
         levels = self.levels if count == len(self.levels) else [offset_level(self.first_level, k) for k in range(count)]
         vertebrae = [
-            Vertebra(level, polygon=points[4 * k : 4 * k + 4][list(CORNER_ORDER)])
+            Vertebra(level, polygon=corners[k][list(CORNER_ORDER)])
             for k, level in enumerate(levels)
             if level is not None
         ]

@@ -44,12 +44,14 @@ class Reader(Sequence, ABC):
         split_fractions: Mapping[str, float] | None = None,
         split_seed: int = 0,
         min_area: float = 4.0,
+        max_overlap_iou: float = 0.2,
     ):
         if split not in (*SPLITS, "all"):
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or 'all'")
         self.root = Path(root).expanduser() if root is not None else None
         self.split = split
         self.min_area = min_area
+        self.max_overlap_iou = max_overlap_iou
         entries = self._index()
         if any(entry.split is None for entry in entries):
             fractions = dict(split_fractions or DEFAULT_FRACTIONS)
@@ -72,7 +74,7 @@ class Reader(Sequence, ABC):
     def __getitem__(self, index: int) -> ImageRecord:
         entry = self.entries[index]
         record = self._build(entry)
-        record.vertebrae, problems = tidy_vertebrae(record.id, record.vertebrae, self.min_area)
+        record.vertebrae, problems = tidy_vertebrae(record.id, record.vertebrae, self.min_area, self.max_overlap_iou)
         record.problems.extend(problems)
         return record
 
