@@ -71,7 +71,12 @@ def vertebra_quads(levels: Sequence[str], size=SIZE, margin: int = 8, shear: int
         cx = round(width / 2 + 6 * np.sin(np.pi * (k + 0.5) / len(levels)))
         half = width // 7
         quads[level] = np.array(
-            [[cx - half + shear, top], [cx + half + shear, top], [cx + half - shear, bottom], [cx - half - shear, bottom]],
+            [
+                [cx - half + shear, top],
+                [cx + half + shear, top],
+                [cx + half - shear, bottom],
+                [cx - half - shear, bottom],
+            ],
             dtype=float,
         )
     return quads
@@ -216,7 +221,8 @@ def _save_mask(path: Path, mask: np.ndarray) -> None:
 def csxa_point_labels(style: str = "plain") -> list[str]:
     """The 23 labels in release order, spelt in one of LABEL_STYLES."""
     labels = ["C2 centroid", "C2 bottom left", "C2 bottom right"]
-    labels += [f"C{k} {corner}" for k in range(3, 8) for corner in ("top left", "top right", "bottom left", "bottom right")]
+    corners = ("top left", "top right", "bottom left", "bottom right")
+    labels += [f"C{k} {corner}" for k in range(3, 8) for corner in corners]
     return [spell_label(label, style) for label in labels]
 
 

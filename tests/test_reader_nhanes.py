@@ -80,13 +80,16 @@ def test_without_split_folder_seeded_fractions_cover_every_image_once(tmp_path):
     write_nhanes(tmp_path, ids=ids, splits=None)
     assert not (tmp_path / "data_split").exists()
     fractions = {"train": 0.6, "val": 0.2, "test": 0.2}
-    by_split = {s: NhanesReader(tmp_path, split=s, split_fractions=fractions, split_seed=3).ids for s in ("train", "val", "test")}
+    by_split = {
+        s: NhanesReader(tmp_path, split=s, split_fractions=fractions, split_seed=3).ids for s in ("train", "val", "test")
+    }
     assert sorted(sum(by_split.values(), [])) == sorted(ids)
     assert all(by_split.values())
     again = NhanesReader(tmp_path, split="train", split_fractions=fractions, split_seed=3).ids
     assert again == by_split["train"]
     split_of = {image_id: s for s, listed in by_split.items() for image_id in listed}
-    assert split_of["C00001"] == split_of["L00001"] and split_of["C00002"] == split_of["L00002"]  # one number, one split
+    # films sharing a number share a split
+    assert split_of["C00001"] == split_of["L00001"] and split_of["C00002"] == split_of["L00002"]
 
 
 def test_split_file_lines_are_read_leniently(tmp_path):
@@ -177,3 +180,12 @@ def test_a_root_without_the_layout_is_an_error(tmp_path):
         NhanesReader(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError):
         NhanesReader(tmp_path)
+
+
+def test_split_folder_without_split_files_falls_back_and_first_listing_wins(tmp_path):
+    write_nhanes(tmp_path, splits=None)
+    (tmp_path / "data_split").mkdir()
+    assert sum(len(NhanesReader(tmp_path, split=s)) for s in ("train", "val", "test")) == 6  # seeded fractions
+    write_split_files(tmp_path, {"train": ["C00001"], "test": ["C00001", "C00002"]})
+    assert NhanesReader(tmp_path, split="train").ids == ["C00001"]
+    assert NhanesReader(tmp_path, split="test").ids == ["C00002"]

@@ -51,7 +51,7 @@ def _annotation(annotation_id: int, image_id: int, vertebra: Vertebra, height: i
         rle = mask_utils.encode(np.asfortranarray(vertebra.to_mask(height, width).astype(np.uint8)))
         segmentation = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
     x0, y0, x1, y1 = vertebra.box()
-    return {
+    annotation = {
         "id": annotation_id,
         "image_id": image_id,
         "category_id": level_index(vertebra.level) + 1,
@@ -60,6 +60,9 @@ def _annotation(annotation_id: int, image_id: int, vertebra: Vertebra, height: i
         "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
         "iscrowd": 0,
     }
+    if not vertebra.exact:
+        annotation["attributes"] = {"exact": False}
+    return annotation
 
 
 def _png_pixels(pixels: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@
 Categories are level names (`L3`) or a generic vertebra category, whose instances get levels by
 their order from top to bottom, counted from `first_level` (anchor top) or `last_level` (anchor
 bottom). Polygons are read in COCO's pixel-edge convention and stored with pixel centres at
-integers; RLE masks are decoded. Images may carry `view` and `spacing_mm` keys.
+integers; RLE masks are decoded. Images may carry `view` and `spacing_mm` keys; an annotation's
+`attributes.exact: false` marks an approximated outline.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class CocoReader(Reader):
             name = str(categories.get(annotation.get("category_id"), "")).strip()
             try:
                 outline = _outline(annotation["segmentation"], image["height"], image["width"])
+                outline["exact"] = bool(annotation.get("attributes", {}).get("exact", True))
             except (KeyError, TypeError, ValueError) as error:
                 record.problems.append(self._problem("unreadable_annotation", entry, f"annotation {annotation.get('id')}: {error}", json_path))
                 continue

@@ -127,7 +127,8 @@ class CsxaReader(MaskFolderReader):
             label = shape.get("label") if isinstance(shape, dict) else None
             parsed = parse_point_label(label) if isinstance(label, str) else None
             if parsed is None:
-                problems.append(self._problem("unreadable_annotation", entry, f"unrecognised shape label {label!r}", json_path))
+                message = f"unrecognised shape label {label!r}"
+                problems.append(self._problem("unreadable_annotation", entry, message, json_path))
                 continue
             level, role = parsed
             if not is_level(level):

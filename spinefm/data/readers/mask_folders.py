@@ -92,16 +92,15 @@ class MaskFolderReader(Reader):
         return self.split_dir if self.split_dir is not None else self.root / "data_split"
 
     def _read_split_files(self, known: set[str]) -> dict[str, str] | None:
-        """id -> split from data_split/*.txt, or None when there is no split folder at all.
+        """id -> split from data_split/{train,val,test}.txt, or None when there is no such file.
 
         An id listed in two files keeps the first split in train, val, test order.
         """
-        folder = self._split_folder()
-        if not folder.is_dir():
+        paths = {split: self._split_folder() / f"{split}.txt" for split in SPLITS}
+        if not any(path.is_file() for path in paths.values()):
             return None
         split_of: dict[str, str] = {}
-        for split in SPLITS:
-            path = folder / f"{split}.txt"
+        for split, path in paths.items():
             if not path.is_file():
                 continue
             for line in path.read_text(encoding="utf-8-sig").splitlines():
@@ -133,20 +132,20 @@ class MaskFolderReader(Reader):
         problems, loaded = [], []
         for level, path in entry.payload:
             if not is_level(level):
-                problems.append(self._problem("unknown_level", entry, f"unknown level {level!r} in the file name", path))
+                message = f"unknown level {level!r} in the file name"
+                problems.append(self._problem("unknown_level", entry, message, path))
                 continue
             level = normalize_level(level)
             try:
-                mask = self._load_mask(path)
-                mask = _as_2d(np.asarray(mask))
+                loaded.append((level, path, _as_2d(np.asarray(self._load_mask(path)))))
             except Exception as error:  # every loader failure is the same problem to the user
-                problems.append(self._problem("unreadable_annotation", entry, f"cannot read mask: {error}", path, level))
-                continue
-            loaded.append((level, path, mask))
+                message = f"cannot read mask: {error}"
+                problems.append(self._problem("unreadable_annotation", entry, message, path, level))
         if not entry.payload:
-            problems.append(
-                self._problem("missing_annotation", entry, f"no gts/{entry.id}_<LEVEL>{self.mask_suffix} file", self.root / "gts")
-            )
+            message = f"no gts/{entry.id}_<LEVEL>{self.mask_suffix} file"
+            problems.append(self._problem("missing_annotation", entry, message, self.root / "gts"))
+        # A mask must cover the image's pixel grid. The header gives the image's size without decoding
+        # it; where PIL cannot read one (DICOM, broken file), the masks' most common shape stands in.
         reference, against = _header_size(image_path), "the image's"
         if reference is None and loaded:
             reference, against = Counter(m.shape for _, _, m in loaded).most_common(1)[0][0], "the other masks'"
@@ -155,8 +154,8 @@ class MaskFolderReader(Reader):
             if mask.shape != reference:
                 message = f"mask shape {mask.shape} differs from {against} {reference}"
                 problems.append(self._problem("unreadable_annotation", entry, message, path, level))
-                continue
-            vertebrae.append(Vertebra.from_full_mask(level, mask))
+            else:
+                vertebrae.append(Vertebra.from_full_mask(level, mask))
         return ImageRecord(
             entry.id,
             vertebrae,

@@ -1,0 +1,15 @@
+"""What the entry points that have not landed yet say instead of crashing."""
+
+from __future__ import annotations
+
+import sys
+
+AVAILABLE_NOW = """Available now:
+  python -m spinefm.data.check dataset=aasce dataset.root=PATH   check a dataset (counts, problems)
+  python -m spinefm.data.export dataset=synthetic out=DIR        write a synthetic dataset as COCO
+  make demo                                                      both of the above on synthetic data"""
+
+
+def not_yet(script: str, what: str) -> None:
+    print(f"{script}: {what} is not implemented yet in this version of SpineFM-Lightning.\n\n{AVAILABLE_NOW}", file=sys.stderr)
+    sys.exit(2)
