@@ -152,6 +152,7 @@ class ImageRecord:
         loaded = read_image(self.image_path, image_id=self.id, auto_invert=self.auto_invert)
         if self.spacing_mm is None:
             self.spacing_mm = loaded.spacing_mm
+        self.meta["inverted"] = loaded.inverted
         return loaded.pixels
 
 
