@@ -52,7 +52,7 @@ class Body:
 
 
 def rounded_polygon(corners: np.ndarray, radius: float, points_per_corner: int) -> np.ndarray:
-    """Convex polygon with each corner replaced by a quadratic Bezier arc (stays convex)."""
+    """The polygon with each corner replaced by a quadratic Bezier arc; a convex polygon stays convex."""
     tau = np.linspace(0.0, 1.0, points_per_corner)[:, None]
     arcs = []
     for i, p in enumerate(corners):
@@ -80,8 +80,8 @@ def tangent_function(lateral: bool, bend_deg: float, rng: np.random.Generator) -
     """Tangent angle (radians) of the centre line against t: 0 at the top of the annotated run, 1 at its bottom.
 
     Laterals: a lordosis, the tangent turning posteriorly by `bend_deg` over the run, more sharply
-    low down when k > 0. AP: one or two low-frequency sinusoids scaled so the tangent spans
-    `bend_deg` over the run, i.e. a Cobb-like angle.
+    low down when k > 0, and on into the sacrum. AP: one or two low-frequency sinusoids scaled so
+    the tangent spans `bend_deg` over the run, i.e. a Cobb-like angle.
     """
     if lateral:
         k = rng.uniform(-1.0, 2.5)
@@ -99,8 +99,19 @@ def tangent_function(lateral: bool, bend_deg: float, rng: np.random.Generator) -
     def waves(t):
         return (amp * np.sin(np.pi * freq * np.asarray(t, float)[..., None] + phase)).sum(-1)
 
-    scale = np.radians(bend_deg) / max(np.ptp(waves(np.linspace(0, 1, 101))), 1e-6)
-    return lambda t: scale * waves(t)
+    grid = waves(np.linspace(0, 1, 101))
+    scale = np.radians(bend_deg) / max(np.ptp(grid), 1e-6)
+    # Beyond the run (neck, sacrum) the line turns back to the run's mean direction: a balanced spine
+    # with a roughly level pelvis, whatever the curve does in between.
+    mean = np.arctan2(np.sin(scale * grid).mean(), np.cos(scale * grid).mean())
+
+    def scoliosis(t):
+        t = np.asarray(t, float)
+        inner = scale * waves(np.clip(t, 0.0, 1.0))
+        outside = np.clip(np.maximum(-t, t - 1.0) / 0.08, 0.0, 1.0)
+        return inner + (mean - inner) * outside
+
+    return scoliosis
 
 
 def separation(a: np.ndarray, b: np.ndarray) -> float:
@@ -115,8 +126,9 @@ def separation(a: np.ndarray, b: np.ndarray) -> float:
 
 def place_bodies(plans: list[BodyPlan], tangent, px_per_mm: float, min_gap_px: float) -> list[Body]:
     """Place bodies top to bottom along the centre line, pushing each one down until it clears the one above."""
-    centres = np.cumsum([0.0] + [(a.height + b.height) / 2 + b.gap for a, b in zip(plans, plans[1:])]) + plans[0].height / 2
-    run = [i for i, p in enumerate(plans) if p.role != "context"]
+    steps = [(a.height + b.height) / 2 + b.gap for a, b in zip(plans, plans[1:])]
+    centres = np.cumsum([plans[0].height / 2] + steps)
+    run = [i for i, p in enumerate(plans) if p.role == "annotated"]
     run_top = centres[run[0]] - plans[run[0]].height / 2
     run_length = centres[run[-1]] + plans[run[-1]].height / 2 - run_top
 
@@ -130,7 +142,7 @@ def place_bodies(plans: list[BodyPlan], tangent, px_per_mm: float, min_gap_px: f
     s = centres[0] * px_per_mm
     for i, plan in enumerate(plans):
         if i:
-            s += ((plans[i - 1].height + plan.height) / 2 + plan.gap) * px_per_mm
+            s += steps[i - 1] * px_per_mm
         for _ in range(200):
             body = Body(
                 plan.name, plan.kind, plan.role, plan.outline * px_per_mm, plan.width * px_per_mm,
@@ -177,6 +189,15 @@ def clip_to_image(polygon: np.ndarray, width: int, height: int) -> np.ndarray:
     if area <= 0 or clipped is None:
         return np.zeros((0, 2))
     return np.clip(clipped.reshape(-1, 2).astype(np.float64), 0, [width - 1, height - 1])
+
+
+def densify(polygon: np.ndarray, min_points: int) -> np.ndarray:
+    """Split the longest edges at their midpoints until the polygon has `min_points` points (same shape)."""
+    polygon = np.asarray(polygon, dtype=np.float64)
+    while 0 < len(polygon) < min_points:
+        i = int(np.argmax(np.linalg.norm(np.roll(polygon, -1, 0) - polygon, axis=1)))
+        polygon = np.insert(polygon, i + 1, (polygon[i] + polygon[(i + 1) % len(polygon)]) / 2, axis=0)
+    return polygon
 
 
 def polygon_area(polygon: np.ndarray) -> float:

@@ -17,7 +17,13 @@ class Shape:
     points: np.ndarray  # (N, 2) image (x, y)
     value: float
     layer: str = "bone"
-    thickness: int = 0  # 0: filled polygon; > 0: open polyline of that width in pixels
+    thickness: int = 0  # 0: filled polygon; > 0: polyline of that width in pixels
+    closed: bool = False  # polyline joins its last point to its first
+
+
+def stroke_width(pixels: float) -> int:
+    """A polyline width in whole pixels, at least 1."""
+    return max(1, int(round(pixels)))
 
 
 @dataclass
@@ -52,7 +58,7 @@ class Look:
 def _draw(canvas: np.ndarray, shape: Shape) -> None:
     points = [np.round(shape.points * (1 << _SHIFT)).astype(np.int32)]
     if shape.thickness:
-        cv2.polylines(canvas, points, False, float(shape.value), int(shape.thickness), cv2.LINE_8, _SHIFT)
+        cv2.polylines(canvas, points, shape.closed, float(shape.value), int(shape.thickness), cv2.LINE_8, _SHIFT)
     else:
         cv2.fillPoly(canvas, points, float(shape.value), cv2.LINE_8, _SHIFT)
 
@@ -73,7 +79,7 @@ def render(shapes: list[Shape], height: int, width: int, look: Look, rng: np.ran
 
     shading = cv2.resize(rng.uniform(-1, 1, (4, 4)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
     soft = (_smooth(layers["soft"], 0.02 * height) + 0.03) * (1 + look.shading * shading)
-    texture = cv2.GaussianBlur(rng.standard_normal((height, width), dtype=np.float32), (0, 0), 0.8 * height / 512)
+    texture = cv2.GaussianBlur(rng.standard_normal((height, width), dtype=np.float32), (0, 0), 1.2 * height / 512)
     texture *= look.texture / max(float(texture.std()), 1e-6)
     density = soft + (layers["bone"] + layers["overlay"]) * (1 + texture) + layers["rim"]
 

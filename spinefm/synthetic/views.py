@@ -26,6 +26,8 @@ class ViewSpec:
     aspect: tuple[float, float]  # range of image width / height
     frame_pad_mm: tuple[float, float]  # room kept above / below the framed bodies (C1 arch, sacrum)
     frame_context: tuple[str, ...]  # context bodies kept fully in view unless the spine is cut off
+    fill: tuple[float, float]  # range of the fraction of image height the framed bodies and padding span
+    across: tuple[float, float]  # range of where the spine sits across the free width (0 left, 1 right)
     lateral: bool  # lateral film (lordosis, anterior to the left) or AP (scoliosis)
 
 
@@ -52,6 +54,8 @@ LATERAL_CERVICAL = ViewSpec(
     aspect=(0.8, 0.9),
     frame_pad_mm=(14.0, 3.0),
     frame_context=(),
+    fill=(0.5, 0.68),
+    across=(0.45, 0.8),
     lateral=True,
 )
 
@@ -68,6 +72,8 @@ LATERAL_LUMBAR = ViewSpec(
     aspect=(0.75, 0.85),
     frame_pad_mm=(3.0, 12.0),
     frame_context=(),
+    fill=(0.7, 0.88),
+    across=(0.3, 0.7),
     lateral=True,
 )
 
@@ -86,6 +92,8 @@ AP_THORACOLUMBAR = ViewSpec(
     aspect=(0.35, 0.5),
     frame_pad_mm=(3.0, 3.0),
     frame_context=("C7", "S1"),
+    fill=(0.8, 0.93),
+    across=(0.35, 0.65),
     lateral=False,
 )
 
