@@ -332,3 +332,22 @@ def write_csxa_native(
                 name = f"{image_id}{image_suffix}" if id_column in ("filename", "image") else image_id
                 out.writerow([name, 50, value])
     return written
+
+
+# --- reading back -------------------------------------------------------------------------------
+def read_all(reader):
+    """Every record of a reader, and the DataErrors of those that failed, keyed by id."""
+    from spinefm.data.problems import DataError
+
+    records, errors = {}, {}
+    for index in range(len(reader)):
+        try:
+            record = reader[index]
+            records[record.id] = record
+        except DataError as error:
+            errors[reader.ids[index]] = error
+    return records, errors
+
+
+def kinds(record, level=None):
+    return sorted(p.kind for p in record.problems if level is None or p.level == level)

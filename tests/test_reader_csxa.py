@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from native_formats import CERVICAL, SIZE, write_csxa_native, write_csxa_prepared
+from native_formats import CERVICAL, SIZE, kinds, read_all, write_csxa_native, write_csxa_prepared
 
 from spinefm.data.image_io import looks_inverted
-from spinefm.data.problems import DataError
 from spinefm.data.readers.csxa import CsxaReader, parse_point_label, parse_spacing
 
 NATIVE_IDS = ("0000001", "0000002", "0000003", "0000004", "0000005", "0000006")
-
-
-def read_all(reader):
-    records, errors = {}, {}
-    for index in range(len(reader)):
-        try:
-            record = reader[index]
-            records[record.id] = record
-        except DataError as error:
-            errors[reader.ids[index]] = error
-    return records, errors
-
-
-def kinds(record, level=None):
-    return sorted(p.kind for p in record.problems if level is None or p.level == level)
 
 
 def border_median(pixels):

@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from native_formats import CERVICAL, LUMBAR, SIZE, write_nhanes, write_split_files
+from native_formats import CERVICAL, LUMBAR, SIZE, kinds, read_all, write_nhanes, write_split_files
 
 from spinefm.data.problems import DataError
 from spinefm.data.readers.nhanes import NhanesReader
-
-
-def read_all(reader):
-    """Every record of a reader, and the DataErrors of those that failed, keyed by id."""
-    records, errors = {}, {}
-    for index in range(len(reader)):
-        try:
-            record = reader[index]
-            records[record.id] = record
-        except DataError as error:
-            errors[reader.ids[index]] = error
-    return records, errors
-
-
-def kinds(record, level=None):
-    return sorted(p.kind for p in record.problems if level is None or p.level == level)
 
 
 def test_split_sizes_follow_the_split_files(tmp_path):
