@@ -6,8 +6,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 from hydra import compose, initialize_config_dir
+from pycocotools import mask as mask_utils
 
 from aasce_files import write_aasce
+from native_formats import write_csxa_native, write_nhanes
 from spinefm.data.check import check_dataset, format_summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,9 +33,6 @@ def write_defective_coco(root):
         cv2.imwrite(str(root / "images" / name), np.full((100, 60), 30, np.uint8))
     (root / "images" / "corrupt.png").write_bytes(b"\x89PNG broken")
     images = [{"id": i + 1, "file_name": n, "height": 100, "width": 60} for i, n in enumerate(["clean.png", "defects.png", "missing.png", "corrupt.png"])]
-    empty_rle = {"size": [100, 60], "counts": "0"}  # decodes to 0 pixels? no: '0' is invalid; use a real empty RLE below
-    from pycocotools import mask as mask_utils
-
     empty_rle = mask_utils.encode(np.zeros((100, 60), np.uint8, order="F"))
     empty_rle["counts"] = empty_rle["counts"].decode()
     levels = {"L1": 1, "L2": 2, "L3": 3, "L4": 4, "L5": 5}
@@ -106,3 +105,39 @@ def test_command_writes_summary_and_exit_code_tells_usable(tmp_path):
     failed = run_check("dataset=coco", f"dataset.root={empty}", cwd=tmp_path)
     assert failed.returncode == 1
     assert "no usable image" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def planted_kinds(summary):
+    return {(p["kind"], p["image_id"], p.get("level")) for p in summary["problems"]}
+
+
+def test_check_nhanes_counts_and_planted_defects(tmp_path):
+    write_nhanes(
+        tmp_path,
+        missing_images=["C00002"],
+        omit_levels={"C00001": ["C4"]},
+        empty_masks={"L00003": ["L2"]},
+        unreadable_masks={"C00004": ["C5"]},
+    )
+    summary = check_dataset(dataset_cfg("nhanes", root=tmp_path), progress=False)
+    # 6 films: C00002 has no image; cervical C2..C7 (6 levels), lumbar T12..S1 (7 levels)
+    assert summary["images"] == 5 and summary["skipped"] == 1
+    assert summary["vertebrae"] == 3 * 6 + 2 * 7 - 3
+    assert summary["levels"]["C4"] == 2 and summary["levels"]["L2"] == 1 and summary["levels"]["C5"] == 2
+    assert planted_kinds(summary) >= {
+        ("missing_image", "C00002", None),
+        ("level_gap", "C00001", "C5"),
+        ("empty_outline", "L00003", "L2"),
+        ("level_gap", "L00003", "L3"),
+        ("unreadable_annotation", "C00004", "C5"),
+    }
+
+
+def test_check_csxa_native_planted_defects(tmp_path):
+    write_csxa_native(tmp_path, malformed_json=["0000002"], missing_points={"0000003": ["C4 top left"]})
+    cfg = dataset_cfg("csxa", root=tmp_path, **{"reader.split_fractions": "{train:1.0,val:0.0,test:0.0}"})
+    summary = check_dataset(cfg, progress=False)
+    assert summary["images"] == 4 and summary["vertebrae"] == 4 * 6 - 1  # C2 approximated, C4 of one film lost
+    found = planted_kinds(summary)
+    assert ("unreadable_annotation", "0000002", None) in found
+    assert ("degenerate_outline", "0000003", "C4") in found
