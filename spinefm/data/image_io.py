@@ -46,6 +46,23 @@ def read_image(path, image_id: str | None = None, auto_invert: bool = False) -> 
     return loaded
 
 
+def read_image_size(path, image_id: str | None = None) -> tuple[int, int]:
+    """(height, width) from the file header where possible, without decoding the pixels."""
+    path = Path(path)
+    try:
+        if is_dicom(path):
+            import pydicom
+
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+            return int(header.Rows), int(header.Columns)
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.size[1], image.size[0]
+    except Exception:  # unknown header: decode (and report the file properly if that fails too)
+        return read_image(path, image_id).pixels.shape
+
+
 def is_dicom(path: Path) -> bool:
     if path.suffix.lower() in DICOM_SUFFIXES:
         return True

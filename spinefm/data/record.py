@@ -143,6 +143,14 @@ class ImageRecord:
     def levels(self) -> list[str]:
         return [v.level for v in self.vertebrae]
 
+    def image_shape(self) -> tuple[int, int]:
+        """(height, width), from the file header when the image is not in memory."""
+        if self.image is not None:
+            return self.image.shape[:2]
+        from spinefm.data.image_io import read_image_size
+
+        return read_image_size(self.image_path, self.id)
+
     def load_image(self) -> np.ndarray:
         """The image as a 2-D array in its original bit depth; raises DataError if unreadable."""
         if self.image is not None:

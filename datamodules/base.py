@@ -1,0 +1,91 @@
+"""Stage data modules: read a dataset's records once, derive the stage's samples from them."""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from collections.abc import Mapping
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from spinefm.data.factory import build_reader
+from spinefm.data.problems import DataError
+from spinefm.data.record import ImageRecord
+
+log = logging.getLogger(__name__)
+
+
+class RecordDataModule(L.LightningDataModule):
+    """Builds `train` and `val` sample datasets from the records of a Hydra `dataset` config.
+
+    Images that cannot be read are logged by name and skipped (counted in `self.skipped`).
+    `max_images` ({split: n}) caps the records used, for quick runs.
+    """
+
+    collate_fn = None  # torch's default; detection batches override it
+
+    def __init__(
+        self,
+        dataset: Mapping,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        max_images: Mapping[str, int] | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.dataset_cfg = dataset if isinstance(dataset, DictConfig) else OmegaConf.create(dict(dataset))
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.max_images = dict(max_images or {})
+        self.seed = seed
+        self.datasets: dict[str, Dataset] = {}
+        self.skipped: dict[str, list[str]] = {}
+
+    def load_records(self, split: str) -> list[ImageRecord]:
+        reader = build_reader(self.dataset_cfg, split)
+        limit = self.max_images.get(split)
+        records, skipped = [], []
+        for index in range(len(reader) if limit is None else min(limit, len(reader))):
+            try:
+                records.append(reader[index])
+            except DataError as error:
+                skipped.append(str(error.problem))
+                log.warning("skipped %s", error.problem)
+        self.skipped[split] = skipped
+        return records
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in ("train", "val"):
+            if split not in self.datasets:
+                self.datasets[split] = self.build_dataset(self.load_records(split), train=split == "train")
+                if len(self.datasets[split]) == 0:
+                    raise ValueError(
+                        f"{type(self).__name__}: no {split} samples from dataset {self.dataset_cfg.name} "
+                        f"at {self.dataset_cfg.root}; run `python -m spinefm.data.check dataset=...` to see why"
+                    )
+
+    @abstractmethod
+    def build_dataset(self, records: list[ImageRecord], train: bool) -> Dataset:
+        """The stage's samples derived from records (augmented when `train`)."""
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate_fn,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)

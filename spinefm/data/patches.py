@@ -1,0 +1,30 @@
+"""Square patches around a point, cropped exactly (integer offsets, zero fill outside the image)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def patch_origin(center_xy, side: int) -> tuple[int, int]:
+    """Top-left pixel (x0, y0) of the side x side patch whose centre is nearest `center_xy`."""
+    return int(np.floor(center_xy[0] - (side - 1) / 2 + 0.5)), int(np.floor(center_xy[1] - (side - 1) / 2 + 0.5))
+
+
+def crop_patch(image: np.ndarray, origin: tuple[int, int], side: int) -> np.ndarray:
+    """image[y0:y0+side, x0:x0+side], with zeros where the patch leaves the image."""
+    x0, y0 = origin
+    patch = np.zeros((side, side), dtype=image.dtype)
+    height, width = image.shape[:2]
+    ya, yb, xa, xb = max(y0, 0), min(y0 + side, height), max(x0, 0), min(x0 + side, width)
+    if ya < yb and xa < xb:
+        patch[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
+    return patch
+
+
+def resize_square(patch: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    if patch.shape[0] == size and patch.shape[1] == size:
+        return patch
+    shrinking = patch.shape[0] > size
+    interpolation = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return cv2.resize(patch, (size, size), interpolation=interpolation)

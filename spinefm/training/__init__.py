@@ -1,0 +1,1 @@
+"""LightningModules: each wraps one plain network from spinefm.models and trains it."""

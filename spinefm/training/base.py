@@ -1,0 +1,45 @@
+"""What every stage's LightningModule shares: model from config, optimiser, checkpoint metadata."""
+
+from __future__ import annotations
+
+import lightning as L
+from hydra.utils import instantiate
+
+from spinefm.checkpoints import FORMAT_VERSION, build_component
+
+
+class ComponentModule(L.LightningModule):
+    """Builds `self.model` from plain constructor arguments and records them in every checkpoint.
+
+    optimizer / scheduler are Hydra-style dicts (`_target_` plus arguments, the parameters and the
+    optimiser are filled in here); `inference` and `dataset` are stored for the pipeline.
+    """
+
+    component: str = ""
+
+    def __init__(self, model: dict, optimizer: dict, scheduler: dict | None = None, inference: dict | None = None, dataset: dict | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_component(self.component, model)
+
+    def configure_optimizers(self):
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        optimizer = instantiate(self.hparams.optimizer, params=parameters)
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = dict(self.hparams.scheduler)
+        interval = scheduler.pop("interval", "epoch")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": instantiate(scheduler, optimizer=optimizer), "interval": interval}}
+
+    def checkpoint_metadata(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "component": self.component,
+            "model": dict(self.hparams.model),
+            "inference": dict(self.hparams.inference or {}),
+            "dataset": dict(self.hparams.dataset or {}),
+            "trainable_only": False,
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["spinefm"] = self.checkpoint_metadata()

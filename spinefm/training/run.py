@@ -1,0 +1,87 @@
+"""Train one stage from a composed config, or all four in sequence with a checkpoint manifest."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import get_object, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from spinefm.io_utils import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def dataset_identity(dataset_cfg) -> dict:
+    """What a checkpoint remembers of the data it was trained on."""
+    return {key: dataset_cfg.get(key) for key in ("name", "view", "first_level", "last_level")}
+
+
+def train_stage(cfg: DictConfig, output_dir: Path) -> dict:
+    """Fit `cfg.stage` on `cfg.dataset`; returns (and writes as metrics.json) what came out."""
+    L.seed_everything(cfg.seed, workers=True)
+    stage = cfg.stage
+    datamodule = build_shallow(stage.data, dataset=plain(cfg.dataset), seed=cfg.seed)
+    module = build_shallow(stage.module, dataset=dataset_identity(cfg.dataset))
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    result = {
+        "stage": stage.name,
+        "dataset": cfg.dataset.name,
+        "monitor": stage.monitor,
+        "best_checkpoint": (checkpoint.best_model_path or None) if checkpoint else None,
+        "last_checkpoint": (checkpoint.last_model_path or None) if checkpoint else None,
+        "best_value": _number(checkpoint.best_model_score) if checkpoint else None,
+        "metrics": {k: _number(v) for k, v in trainer.callback_metrics.items()},
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "seconds": round(time.perf_counter() - started, 1),
+        "skipped_images": datamodule.skipped,
+    }
+    if trainer.is_global_zero:
+        atomic_write_json(output_dir / "metrics.json", result)
+        log.info("%s: best %s = %s (%s)", stage.name, stage.monitor, result["best_value"], result["best_checkpoint"])
+    return result
+
+
+def train_all(cfg: DictConfig, output_dir: Path) -> dict:
+    """Train every stage in `cfg.stages` in order, each in its own sub-folder; write manifest.json."""
+    components = {}
+    for name, stage in cfg.stages.items():
+        stage_cfg = cfg.copy()
+        with open_dict(stage_cfg):
+            stage_cfg.stage = stage
+            stage_cfg.paths.output_dir = str(output_dir / name)
+            del stage_cfg["stages"]
+        OmegaConf.save(stage_cfg, output_dir / name / "config.yaml") if (output_dir / name).mkdir(parents=True, exist_ok=True) is None else None
+        result = train_stage(stage_cfg, output_dir / name)
+        components[name] = {k: result[k] for k in ("best_checkpoint", "last_checkpoint", "monitor", "best_value", "seconds")}
+    manifest = {"dataset": dataset_identity(cfg.dataset), "components": components}
+    atomic_write_json(output_dir / "manifest.json", manifest)
+    return manifest
+
+
+def build_shallow(node, **extra):
+    """Call `node._target_` with plain-dict arguments; nested `_target_`s (the dataset's reader,
+    the optimiser) stay configs for their owners to build, and checkpoints store plain values."""
+    kwargs = plain(node)
+    return get_object(kwargs.pop("_target_"))(**kwargs, **extra)
+
+
+def plain(node) -> dict:
+    """A resolved plain-dict copy of a config node (what checkpoints may store)."""
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def _number(value):
+    if value is None:
+        return None
+    return float(value.item() if hasattr(value, "item") else value)
