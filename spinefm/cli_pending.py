@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 AVAILABLE_NOW = """Available now:
+  python train.py stage=<maskrcnn|medsa|point_predictor|spine_end> dataset=NAME   train a component
   python -m spinefm.data.check dataset=aasce dataset.root=PATH   check a dataset (counts, problems)
   python -m spinefm.data.export dataset=synthetic out=DIR        write a synthetic dataset as COCO
   make demo                                                      both of the above on synthetic data"""
