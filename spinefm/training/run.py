@@ -43,6 +43,7 @@ def train_stage(cfg: DictConfig, output_dir: Path) -> dict:
         "metrics": {k: _number(v) for k, v in trainer.callback_metrics.items()},
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
+        "world_size": trainer.world_size,
         "seconds": round(time.perf_counter() - started, 1),
         "skipped_images": datamodule.skipped,
     }

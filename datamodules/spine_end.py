@@ -1,0 +1,218 @@
+"""Spine-end classifier samples: patches at vertebra centroids and at background points around the spine.
+
+Patches are cut once at setup (exact crops, zero fill outside the image), resized to `input_size`
+and kept in memory as uint8; training adds augmentations and, with `balanced`, draws every class
+about equally often per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from tqdm import tqdm
+
+from datamodules.base import RecordDataModule
+from spinefm.data.intensity import to_uint8
+from spinefm.data.patches import crop_patch, patch_origin, resize_square
+from spinefm.data.record import ImageRecord
+from spinefm.models.spine_end import BACKGROUND, class_names, vertebra_class
+
+log = logging.getLogger(__name__)
+PATCH_MODES = ("fixed", "spacing")
+
+
+def vertebra_size(record: ImageRecord) -> float:
+    """sqrt of the median vertebra area, in pixels: the unit of jitter and ring widths."""
+    return float(np.sqrt(np.median([v.area() for v in record.vertebrae])))
+
+
+def median_spacing(record: ImageRecord) -> float | None:
+    """Median distance between consecutive centroids (None with fewer than two vertebrae)."""
+    if len(record.vertebrae) < 2:
+        return None
+    centroids = np.stack([v.centroid() for v in record.vertebrae])
+    return float(np.median(np.linalg.norm(np.diff(centroids, axis=0), axis=1)))
+
+
+def patch_side(record: ImageRecord, mode: str, side_px: int, spacing_factor: float) -> int | None:
+    """Patch side in original pixels: fixed, or `spacing_factor` x the median centroid spacing."""
+    if mode == "fixed":
+        return int(side_px)
+    spacing = median_spacing(record)
+    return None if spacing is None else max(1, int(round(spacing_factor * spacing)))
+
+
+def background_ring(record: ImageRecord, inner: float, outer: float) -> np.ndarray:
+    """(H, W) bool: pixels whose distance to the nearest vertebra is in (inner, outer] vertebra sizes.
+
+    SpineFM blurred the union of the masks, thresholded it and subtracted the union; a distance
+    transform gives the same ring with its width set exactly. `inner` > 0 keeps the centres off the
+    discs between vertebrae.
+    """
+    height, width = record.image_shape()
+    union = np.zeros((height, width), bool)
+    for vertebra in record.vertebrae:
+        union |= vertebra.to_mask(height, width)
+    distance = cv2.distanceTransform((~union).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    size = vertebra_size(record)
+    return (distance > inner * size) & (distance <= outer * size)
+
+
+def sample_background(record: ImageRecord, count: int, inner: float, outer: float, rng: np.random.Generator) -> np.ndarray:
+    """(n <= count, 2) background centres as (x = column, y = row), drawn uniformly from the ring."""
+    ring = background_ring(record, inner, outer)
+    pixels = np.flatnonzero(ring)
+    if pixels.size == 0:
+        return np.zeros((0, 2))
+    chosen = rng.choice(pixels, size=min(count, pixels.size), replace=False)
+    rows, cols = np.unravel_index(chosen, ring.shape)
+    return np.stack([cols, rows], axis=1).astype(float)
+
+
+def cut_patch(image8: np.ndarray, center_xy, side: int, size: int) -> np.ndarray:
+    return resize_square(crop_patch(image8, patch_origin(center_xy, side), side), size)
+
+
+def build_augment(config: Mapping | None) -> A.Compose | None:
+    """Training augmentations from config entries (each optional; null / {} for none).
+    No vertical flip: it would swap the top and bottom ends."""
+    config = dict(config or {})
+    transforms = []
+    if config.get("hflip"):
+        transforms.append(A.HorizontalFlip(p=config["hflip"]))
+    if affine := config.get("affine"):
+        transforms.append(
+            A.Affine(
+                scale=tuple(affine["scale"]),
+                translate_percent=(-affine["translate"], affine["translate"]),
+                rotate=(-affine["rotate"], affine["rotate"]),
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                p=affine["p"],
+            )
+        )
+    if bc := config.get("brightness_contrast"):
+        transforms.append(A.RandomBrightnessContrast(brightness_limit=bc["brightness"], contrast_limit=bc["contrast"], p=bc["p"]))
+    if noise := config.get("noise"):
+        transforms.append(A.GaussNoise(std_range=tuple(noise["std"]), p=noise["p"]))
+    return A.Compose(transforms) if transforms else None
+
+
+class PatchDataset(Dataset):
+    """uint8 patches (N, S, S) and class indices (N,); items {"image": (1, S, S) float in [0, 1], "label"}."""
+
+    def __init__(self, patches: np.ndarray, labels: np.ndarray, augment: A.Compose | None = None):
+        self.patches = patches
+        self.labels = labels
+        self.augment = augment
+        self._augment_seed = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        patch = self.patches[index]
+        if self.augment is not None:
+            # torch's per-process seed: seeded runs repeat, and DataLoader workers differ.
+            seed = torch.initial_seed() % 2**32
+            if seed != self._augment_seed:
+                self.augment.set_random_seed(seed)
+                self._augment_seed = seed
+            patch = self.augment(image=patch)["image"]
+        image = torch.from_numpy(np.ascontiguousarray(patch)).float().div_(255.0).unsqueeze(0)
+        return {"image": image, "label": torch.tensor(int(self.labels[index]))}
+
+
+def balanced_sampler(labels: np.ndarray, num_classes: int, seed: int) -> WeightedRandomSampler:
+    """Draws len(labels) samples per epoch, each class about equally often."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    weights = 1.0 / counts[labels]
+    generator = torch.Generator().manual_seed(seed)
+    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(labels), replacement=True, generator=generator)
+
+
+class SpineEndDataModule(RecordDataModule):
+    """Classes come from `dataset["end_levels"]` (see `spinefm.models.spine_end.class_names`);
+    the stage config hands the same end levels to the module, so both agree on class indices.
+
+    patch: {mode: fixed | spacing, side_px, spacing_factor} (sides in original pixels).
+    positive_jitter: positives' centres move up to this many vertebra sizes in x and y (training only).
+    ring: {inner, outer}: background centres' distance from the nearest vertebra, in vertebra sizes.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        input_size: int = 224,
+        patch: Mapping | None = None,
+        positive_jitter: float = 0.1,
+        negatives_per_image: int = 8,
+        ring: Mapping | None = None,
+        balanced: bool = True,
+        augment: Mapping | None = None,
+        **kwargs,
+    ):
+        super().__init__(dataset, **kwargs)
+        self.input_size = input_size
+        self.patch = {"mode": "spacing", "side_px": 512, "spacing_factor": 3.0, **dict(patch or {})}
+        if self.patch["mode"] not in PATCH_MODES:
+            raise ValueError(f"patch.mode must be one of {PATCH_MODES}, not {self.patch['mode']!r}")
+        self.positive_jitter = positive_jitter
+        self.negatives_per_image = negatives_per_image
+        self.ring = {"inner": 0.25, "outer": 1.0, **dict(ring or {})}
+        self.balanced = balanced
+        self.augment = augment
+        self.end_levels = dict(self.dataset_cfg.get("end_levels") or {})
+        self.classes = class_names(self.end_levels)
+
+    def record_samples(self, record: ImageRecord, train: bool, rng: np.random.Generator) -> tuple[list[np.ndarray], list[int]]:
+        """Patches and class indices of one image: one per vertebra, `negatives_per_image` around the spine."""
+        if not record.vertebrae:
+            return [], []
+        side = patch_side(record, self.patch["mode"], self.patch["side_px"], self.patch["spacing_factor"])
+        if side is None:
+            log.warning("%s: one vertebra, no centroid spacing for the patch size; skipped", record.id)
+            return [], []
+        image8 = to_uint8(record.load_image())
+        jitter = self.positive_jitter * vertebra_size(record) if train else 0.0
+        centres, labels = [], []
+        for vertebra in record.vertebrae:
+            centres.append(vertebra.centroid() + rng.uniform(-jitter, jitter, 2))
+            labels.append(self.classes.index(vertebra_class(vertebra.level, record.view, self.end_levels)))
+        for centre in sample_background(record, self.negatives_per_image, self.ring["inner"], self.ring["outer"], rng):
+            centres.append(centre)
+            labels.append(self.classes.index(BACKGROUND))
+        return [cut_patch(image8, c, side, self.input_size) for c in centres], labels
+
+    def build_dataset(self, records: list[ImageRecord], train: bool) -> Dataset:
+        rng = np.random.default_rng((self.seed, int(train)))
+        patches, labels = [], []
+        for record in tqdm(records, desc=f"spine_end {'train' if train else 'val'} patches", leave=False):
+            record_patches, record_labels = self.record_samples(record, train, rng)
+            patches += record_patches
+            labels += record_labels
+        labels = np.asarray(labels, dtype=np.int64)
+        counts = np.bincount(labels, minlength=len(self.classes))
+        log.info("spine_end %s samples: %s", "train" if train else "val", dict(zip(self.classes, counts.tolist())))
+        patches = np.stack(patches) if patches else np.zeros((0, self.input_size, self.input_size), np.uint8)
+        return PatchDataset(patches, labels, build_augment(self.augment) if train else None)
+
+    def train_dataloader(self) -> DataLoader:
+        if not self.balanced:
+            return super().train_dataloader()
+        dataset = self.datasets["train"]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=balanced_sampler(dataset.labels, len(self.classes), self.seed),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate_fn,
+        )

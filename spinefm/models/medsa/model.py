@@ -1,0 +1,175 @@
+"""Med-SA: a SAM-family segmenter with adapters in its image encoder, one prompt per image."""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from spinefm.models.medsa.adapter import Adapter
+from spinefm.models.medsa.backbones import build_backbone, tiny_config
+from spinefm.models.medsa.inject import inject_adapters
+
+TRAINABLE_GROUPS = ("adapters", "mask_decoder", "prompt_encoder", "image_encoder", "iou_head")
+
+
+class MedSA(nn.Module):
+    """SAM-family image encoder with Med-SA adapters, SAM prompt encoder and mask decoder.
+
+    Trainable groups (everything else gets requires_grad=False):
+      adapters        the adapters injected into every encoder block
+      mask_decoder    the mask decoder, except its IoU prediction head
+      iou_head        the IoU prediction head: nothing here trains it, and under DDP a parameter
+                      without a gradient breaks the default strategy, so it is frozen unless listed
+      prompt_encoder  the prompt encoder, except its mask-prompt branch (never used here); the
+                      point and box embeddings a batch does not use get no gradient (DDP: use one
+                      prompt type or find_unused_parameters)
+      image_encoder   the base encoder weights (full fine-tuning; the adapters are a separate group)
+    A BatchNorm whose parameters are frozen (LiteMedSAM's encoder) stays in eval mode in train().
+    """
+
+    def __init__(
+        self,
+        backbone: str = "tiny",
+        checkpoint: str | None = None,
+        tiny: dict | None = None,
+        adapter_ratio: float = 0.25,
+        mlp_adapter_scale: float = 0.5,
+        trainable: tuple[str, ...] = ("adapters", "mask_decoder"),
+        allow_random: bool = False,
+    ) -> None:
+        super().__init__()
+        trainable = tuple(trainable)
+        unknown = sorted(set(trainable) - set(TRAINABLE_GROUPS))
+        if unknown:
+            raise ValueError(f"unknown trainable groups {unknown}; expected any of {TRAINABLE_GROUPS}")
+        parts = build_backbone(backbone, checkpoint, tiny, allow_random)
+        self.image_encoder = parts.image_encoder
+        self.prompt_encoder = parts.prompt_encoder
+        self.mask_decoder = parts.mask_decoder
+        inject_adapters(self.image_encoder, adapter_ratio, mlp_adapter_scale)
+        self.register_buffer("pixel_mean", torch.tensor(parts.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(parts.pixel_std).view(1, 3, 1, 1), persistent=False)
+        self.input_size = parts.input_size
+        self.low_res_size = 4 * self.prompt_encoder.image_embedding_size[0]
+        self._identity = {
+            "backbone": backbone,
+            "checkpoint": None if checkpoint is None else str(Path(checkpoint).expanduser().resolve()),
+            "tiny": tiny_config(tiny) if backbone == "tiny" else None,
+            "adapter_ratio": float(adapter_ratio),
+            "mlp_adapter_scale": float(mlp_adapter_scale),
+            "trainable": list(trainable),
+            "allow_random": bool(allow_random),
+        }
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(self._group(name) in trainable)
+        self.train()
+
+    def forward(
+        self, images: torch.Tensor, points: torch.Tensor | None = None, boxes: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Low-res mask logits (B, 1, low_res_size, low_res_size) for image i prompted by points[i] and/or boxes[i].
+
+        images: float (B, 1 or 3, input_size, input_size) in [0, 1]; points: (B, 2) positive point (x, y) and
+        boxes: (B, 4) xyxy, both in input pixels.
+        """
+        self._check_inputs(images, points, boxes)
+        return self.decode(self.embed(images), points, boxes)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Image embeddings (B, C, h, w) of float images in [0, 1], grey repeated to 3 channels."""
+        images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+        return self.image_encoder((images - self.pixel_mean) / self.pixel_std)
+
+    def decode(
+        self, image_embeddings: torch.Tensor, points: torch.Tensor | None = None, boxes: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Single-mask low-res logits, pairing image embedding i with prompt i."""
+        # Prompts are embedded in float32 even under autocast: a bf16 positional encoding of
+        # pixel coordinates is too coarse.
+        with torch.autocast(image_embeddings.device.type, enabled=False):
+            point_prompt = None
+            if points is not None:
+                points = points.float()
+                point_prompt = (points[:, None, :], points.new_ones(len(points), 1))
+            sparse, dense = self.prompt_encoder(
+                points=point_prompt, boxes=None if boxes is None else boxes.float(), masks=None
+            )
+            image_pe = self.prompt_encoder.get_dense_pe()
+        # SAM's decoder repeats the image embedding once per prompt (one image, many prompts). To
+        # pair image i with prompt i, give it one zero embedding and fold the real ones into the
+        # dense prompt term: it then forms 0 + (dense + embedding), bit for bit the sum
+        # embedding + dense it forms for one image with one prompt.
+        zero = image_embeddings.new_zeros((1, *image_embeddings.shape[1:]))
+        masks, _ = self.mask_decoder(
+            image_embeddings=zero,
+            image_pe=image_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense + image_embeddings,
+            multimask_output=False,
+        )
+        return masks
+
+    def train(self, mode: bool = True) -> "MedSA":
+        super().train(mode)
+        # A frozen BatchNorm must neither normalise with batch statistics nor update its running ones.
+        for module in self.modules():
+            if isinstance(module, _BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+                module.eval()
+        return self
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trainable parameters (and the running statistics of trainable BatchNorms)."""
+        keys = self._trainable_keys()
+        return {k: v for k, v in self.state_dict().items() if k in keys}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what trainable_state_dict() returned; any missing, extra or reshaped key raises."""
+        expected = self._trainable_keys()
+        current = self.state_dict()
+        missing = sorted(expected - set(state))
+        unexpected = sorted(set(state) - expected)
+        reshaped = sorted(k for k in expected & set(state) if tuple(state[k].shape) != tuple(current[k].shape))
+        if missing or unexpected or reshaped:
+            raise ValueError(
+                f"trained parameters do not fit this MedSA (backbone={self._identity['backbone']}, "
+                f"trainable={self._identity['trainable']}): missing {missing[:3]}, unexpected {unexpected[:3]}, "
+                f"reshaped {reshaped[:3]} ({len(missing)}/{len(unexpected)}/{len(reshaped)} in all). "
+                "Rebuild the model with MedSA(**base_identity) saved with these parameters."
+            )
+        self.load_state_dict(state, strict=False)
+        self.train(self.training)  # refreshes TinyViT's cached eval-mode attention biases
+
+    def base_identity(self) -> dict:
+        """Plain arguments that rebuild the untrained base model: MedSA(**identity)."""
+        identity = dict(self._identity)
+        identity["tiny"] = None if identity["tiny"] is None else dict(identity["tiny"])
+        identity["trainable"] = list(identity["trainable"])
+        return identity
+
+    def _group(self, name: str) -> str | None:
+        module_name, _, _ = name.rpartition(".")
+        if isinstance(self.get_submodule(module_name), Adapter):
+            return "adapters"
+        if name.startswith("mask_decoder.iou_prediction_head."):
+            return "iou_head"
+        if name.startswith("prompt_encoder.mask_downscaling."):
+            return None
+        return name.split(".", 1)[0]
+
+    def _trainable_keys(self) -> set[str]:
+        params = {n for n, p in self.named_parameters() if p.requires_grad}
+        owners = {n.rpartition(".")[0] for n in params}
+        return {k for k in self.state_dict() if k in params or k.rpartition(".")[0] in owners}
+
+    def _check_inputs(self, images: torch.Tensor, points: torch.Tensor | None, boxes: torch.Tensor | None) -> None:
+        side = self.input_size
+        if images.ndim != 4 or images.shape[1] not in (1, 3) or tuple(images.shape[2:]) != (side, side):
+            raise ValueError(f"images must be (B, 1 or 3, {side}, {side}), got {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise ValueError(f"images must be float in [0, 1], got {images.dtype}")
+        if points is None and boxes is None:
+            raise ValueError("give a prompt: points, boxes or both")
+        for name, prompt, width in (("points", points, 2), ("boxes", boxes, 4)):
+            if prompt is not None and tuple(prompt.shape) != (len(images), width):
+                raise ValueError(f"{name} must be ({len(images)}, {width}), got {tuple(prompt.shape)}")

@@ -1,0 +1,85 @@
+"""Trains the spine-end classifier; reports overall, balanced and per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from spinefm.models.spine_end import class_names
+from spinefm.training.base import ComponentModule
+
+log = logging.getLogger(__name__)
+
+
+class SpineEndModule(ComponentModule):
+    """`inference.end_levels` (the dataset's, by interpolation in the stage config) fixes the classes:
+    `model.num_classes` and `inference.classes` (names in index order) are derived from it here and
+    stored in every checkpoint. `class_weights`: optional CE weight per class, in that order.
+    """
+
+    component = "spine_end"
+
+    def __init__(
+        self,
+        model: dict,
+        optimizer: dict,
+        scheduler: dict | None = None,
+        inference: dict | None = None,
+        dataset: dict | None = None,
+        class_weights: list[float] | None = None,
+    ):
+        inference = dict(inference or {})
+        if "end_levels" not in inference:
+            raise ValueError("spine_end needs inference.end_levels (the dataset's end_levels) to know its classes")
+        classes = class_names(inference["end_levels"])
+        # Rebound before super().__init__ so that save_hyperparameters records the derived values.
+        inference["classes"] = classes
+        model = {**model, "num_classes": len(classes)}
+        if class_weights is not None and len(class_weights) != len(classes):
+            raise ValueError(f"class_weights has {len(class_weights)} entries for the {len(classes)} classes {classes}")
+        super().__init__(model, optimizer, scheduler, inference, dataset)
+        self.classes = classes
+        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)
+        self.val_confusion = MulticlassConfusionMatrix(num_classes=len(classes))
+        self.last_confusion_matrix: torch.Tensor | None = None
+
+    def training_step(self, batch, batch_idx):
+        logits = self.model(batch["image"])
+        loss = F.cross_entropy(logits, batch["label"], weight=self.class_weights)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        logits = self.model(batch["image"])
+        loss = F.cross_entropy(logits, batch["label"], weight=self.class_weights)
+        self.val_confusion.update(logits.argmax(dim=1), batch["label"])
+        self.log("val/loss", loss, batch_size=len(batch["label"]), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        confusion = self.val_confusion.compute()  # rows: true class, columns: predicted
+        self.val_confusion.reset()
+        support = confusion.sum(dim=1)
+        recall = confusion.diag() / support.clamp_min(1)
+        present = support > 0
+        self.log("val/accuracy", confusion.diag().sum() / confusion.sum().clamp_min(1))
+        self.log("val/balanced_accuracy", recall[present].mean() if present.any() else recall.new_zeros(()), prog_bar=True)
+        for name, value, has_samples in zip(self.classes, recall, present):
+            if has_samples:
+                self.log(f"val/accuracy_{name}", value)
+        self.last_confusion_matrix = confusion.cpu()
+        if not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            log.info("spine_end confusion matrix (epoch %d):\n%s", self.current_epoch, format_confusion(confusion, self.classes))
+
+
+def format_confusion(confusion: torch.Tensor, classes: list[str]) -> str:
+    """Text table, rows true class, columns predicted."""
+    corner = "true \\ predicted"
+    first, width = max(len(corner), *(len(c) for c in classes)) + 2, max(len(c) for c in classes) + 2
+    lines = [corner.ljust(first) + "".join(c.rjust(width) for c in classes)]
+    for name, row in zip(classes, confusion.tolist()):
+        lines.append(name.ljust(first) + "".join(str(int(v)).rjust(width) for v in row))
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""The training framework around the stages: config groups, resume, DDP on CPU processes."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from train_runs import REPO, metrics, run_dirs, run_train
+
+CONFIGS = REPO / "configs"
+
+
+def options(group):
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def compose_train(*overrides):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("trainer", options("trainer"))
+@pytest.mark.parametrize("logger", options("logger"))
+def test_trainer_and_logger_options_compose(trainer, logger, tmp_path):
+    cfg = compose_train("stage=point_predictor", f"trainer={trainer}", f"logger={logger}", f"paths.output_dir={tmp_path}")
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    assert cfg.trainer.max_epochs == cfg.stage.max_epochs
+    for name, logger_cfg in cfg.logger.items():
+        built = instantiate(logger_cfg, **({"offline": True} if name == "wandb" else {}))
+        assert Path(built.save_dir) == tmp_path
+
+
+@pytest.mark.parametrize("stage", options("stage"))
+def test_every_stage_composes_with_callbacks_and_debug(stage, tmp_path):
+    for debug in options("debug"):
+        cfg = compose_train(f"stage={stage}", f"debug={debug}", f"paths.output_dir={tmp_path}")
+        callbacks = {name: instantiate(c) for name, c in cfg.callbacks.items()}
+        assert callbacks["model_checkpoint"].monitor == cfg.stage.monitor
+        assert "/" not in cfg.callbacks.model_checkpoint.filename
+        assert cfg.stage.module._target_.startswith("spinefm.training.")
+        assert cfg.stage.data._target_.startswith("datamodules.")
+
+
+def test_missing_stage_says_which_to_choose():
+    with pytest.raises(Exception, match="stage"):
+        compose_train()
+
+
+def test_resume_from_last_checkpoint_continues_the_step_count(tmp_path):
+    run_train(tmp_path, "stage=point_predictor", "stage.max_epochs=2")
+    (first,) = run_dirs(tmp_path, "train_point_predictor")
+    steps = metrics(first)["global_step"]
+    assert steps > 0 and metrics(first)["epochs"] == 2
+    last = first / "checkpoints" / "last.ckpt"
+    run_train(tmp_path, "stage=point_predictor", "stage.max_epochs=4", f"ckpt_path={last}")
+    resumed = run_dirs(tmp_path, "train_point_predictor")[-1]
+    assert metrics(resumed)["global_step"] == 2 * steps and metrics(resumed)["epochs"] == 4
+    checkpoint = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 2 * steps and checkpoint["spinefm"]["component"] == "point_predictor"
+
+
+def test_ddp_on_two_cpu_processes_trains_into_one_run_folder(tmp_path):
+    run_train(tmp_path, "stage=point_predictor", "stage.max_epochs=2", "trainer=ddp_cpu")
+    (run,) = run_dirs(tmp_path, "train_point_predictor")  # one folder, not one per process
+    result = metrics(run)
+    assert result["world_size"] == 2
+    assert result["global_step"] > 0 and Path(result["best_checkpoint"]).is_file()
