@@ -62,8 +62,10 @@ def train_all(cfg: DictConfig, output_dir: Path) -> dict:
             stage_cfg.stage = stage
             stage_cfg.paths.output_dir = str(output_dir / name)
             del stage_cfg["stages"]
-        OmegaConf.save(stage_cfg, output_dir / name / "config.yaml") if (output_dir / name).mkdir(parents=True, exist_ok=True) is None else None
-        result = train_stage(stage_cfg, output_dir / name)
+        stage_dir = output_dir / name
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(stage_cfg, stage_dir / "config.yaml")
+        result = train_stage(stage_cfg, stage_dir)
         components[name] = {k: result[k] for k in ("best_checkpoint", "last_checkpoint", "monitor", "best_value", "seconds")}
     manifest = {"dataset": dataset_identity(cfg.dataset), "components": components}
     atomic_write_json(output_dir / "manifest.json", manifest)
