@@ -19,12 +19,11 @@ from tqdm import tqdm
 
 from datamodules.base import RecordDataModule
 from spinefm.data.intensity import to_uint8
-from spinefm.data.patches import crop_patch, patch_origin, resize_square
+from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord
-from spinefm.models.spine_end import BACKGROUND, class_names, vertebra_class
+from spinefm.models.spine_end import BACKGROUND, class_names, classifier_patch, patch_side, vertebra_class
 
 log = logging.getLogger(__name__)
-PATCH_MODES = ("fixed", "spacing")
 
 
 def vertebra_size(record: ImageRecord) -> float:
@@ -38,14 +37,6 @@ def median_spacing(record: ImageRecord) -> float | None:
         return None
     centroids = np.stack([v.centroid() for v in record.vertebrae])
     return float(np.median(np.linalg.norm(np.diff(centroids, axis=0), axis=1)))
-
-
-def patch_side(record: ImageRecord, mode: str, side_px: int, spacing_factor: float) -> int | None:
-    """Patch side in original pixels: fixed, or `spacing_factor` x the median centroid spacing."""
-    if mode == "fixed":
-        return int(side_px)
-    spacing = median_spacing(record)
-    return None if spacing is None else max(1, int(round(spacing_factor * spacing)))
 
 
 def background_ring(record: ImageRecord, inner: float, outer: float) -> np.ndarray:
@@ -73,10 +64,6 @@ def sample_background(record: ImageRecord, count: int, inner: float, outer: floa
     chosen = rng.choice(pixels, size=min(count, pixels.size), replace=False)
     rows, cols = np.unravel_index(chosen, ring.shape)
     return np.stack([cols, rows], axis=1).astype(float)
-
-
-def cut_patch(image8: np.ndarray, center_xy, side: int, size: int) -> np.ndarray:
-    return resize_square(crop_patch(image8, patch_origin(center_xy, side), side), size)
 
 
 def build_augment(config: Mapping | None) -> A.Compose | None:
@@ -161,8 +148,6 @@ class SpineEndDataModule(RecordDataModule):
         super().__init__(dataset, **kwargs)
         self.input_size = input_size
         self.patch = {"mode": "spacing", "side_px": 512, "spacing_factor": 3.0, **dict(patch or {})}
-        if self.patch["mode"] not in PATCH_MODES:
-            raise ValueError(f"patch.mode must be one of {PATCH_MODES}, not {self.patch['mode']!r}")
         self.positive_jitter = positive_jitter
         self.negatives_per_image = negatives_per_image
         self.ring = {"inner": 0.25, "outer": 1.0, **dict(ring or {})}
@@ -175,7 +160,7 @@ class SpineEndDataModule(RecordDataModule):
         """Patches and class indices of one image: one per vertebra, `negatives_per_image` around the spine."""
         if not record.vertebrae:
             return [], []
-        side = patch_side(record, self.patch["mode"], self.patch["side_px"], self.patch["spacing_factor"])
+        side = patch_side(self.patch, median_spacing(record))
         if side is None:
             log.warning("%s: one vertebra, no centroid spacing for the patch size; skipped", record.id)
             return [], []
@@ -188,18 +173,24 @@ class SpineEndDataModule(RecordDataModule):
         for centre in sample_background(record, self.negatives_per_image, self.ring["inner"], self.ring["outer"], rng):
             centres.append(centre)
             labels.append(self.classes.index(BACKGROUND))
-        return [cut_patch(image8, c, side, self.input_size) for c in centres], labels
+        return [classifier_patch(image8, c, side, self.input_size) for c in centres], labels
 
     def build_dataset(self, records: list[ImageRecord], train: bool) -> Dataset:
+        split = "train" if train else "val"
         rng = np.random.default_rng((self.seed, int(train)))
         patches, labels = [], []
-        for record in tqdm(records, desc=f"spine_end {'train' if train else 'val'} patches", leave=False):
-            record_patches, record_labels = self.record_samples(record, train, rng)
+        for record in tqdm(records, desc=f"spine_end {split} patches", leave=False):
+            try:
+                record_patches, record_labels = self.record_samples(record, train, rng)
+            except DataError as error:  # an image whose pixels cannot be read
+                self.skipped.setdefault(split, []).append(str(error.problem))
+                log.warning("skipped %s", error.problem)
+                continue
             patches += record_patches
             labels += record_labels
         labels = np.asarray(labels, dtype=np.int64)
         counts = np.bincount(labels, minlength=len(self.classes))
-        log.info("spine_end %s samples: %s", "train" if train else "val", dict(zip(self.classes, counts.tolist())))
+        log.info("spine_end %s samples: %s", split, dict(zip(self.classes, counts.tolist())))
         patches = np.stack(patches) if patches else np.zeros((0, self.input_size, self.input_size), np.uint8)
         return PatchDataset(patches, labels, build_augment(self.augment) if train else None)
 

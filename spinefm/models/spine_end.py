@@ -11,15 +11,20 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from torch import nn
+
+from spinefm.data.levels import normalize_level
+from spinefm.data.patches import crop_patch, patch_origin, resize_square
 
 log = logging.getLogger(__name__)
 
 BACKGROUND, VERTEBRA, TOP_END, BOTTOM_END = "background", "vertebra", "top_end", "bottom_end"
 ARCHS = ("resnet18", "resnet34", "resnet50", "tiny")
 HEAD_PREFIX = "fc."  # the classification layer, in every architecture
+PATCH_MODES = ("fixed", "spacing")
 
 
 def view_end_levels(end_levels: Mapping, view: str | None) -> Mapping:
@@ -31,7 +36,7 @@ def view_end_levels(end_levels: Mapping, view: str | None) -> Mapping:
 
 def class_names(end_levels: Mapping) -> list[str]:
     """Class names in index order for a dataset's end levels."""
-    ends = [view_end_levels(end_levels, view) for view in end_levels]
+    ends = [e or {} for e in end_levels.values()]
     names = [BACKGROUND, VERTEBRA]
     if any(e.get("top") for e in ends):
         names.append(TOP_END)
@@ -43,11 +48,28 @@ def class_names(end_levels: Mapping) -> list[str]:
 def vertebra_class(level: str, view: str | None, end_levels: Mapping) -> str:
     """`top_end` / `bottom_end` for its view's end levels, otherwise `vertebra`."""
     ends = view_end_levels(end_levels, view)
-    if ends.get("top") is not None and level == str(ends["top"]).upper():
+    level = normalize_level(level)
+    if ends.get("top") and level == normalize_level(ends["top"]):
         return TOP_END
-    if ends.get("bottom") is not None and level == str(ends["bottom"]).upper():
+    if ends.get("bottom") and level == normalize_level(ends["bottom"]):
         return BOTTOM_END
     return VERTEBRA
+
+
+def patch_side(patch: Mapping, spacing: float | None) -> int | None:
+    """Side in original pixels from the patch settings {mode, side_px, spacing_factor}: `side_px`
+    (fixed), or `spacing_factor` x the median centroid spacing (spacing; None when unknown)."""
+    if patch["mode"] not in PATCH_MODES:
+        raise ValueError(f"patch.mode must be one of {PATCH_MODES}, not {patch['mode']!r}")
+    if patch["mode"] == "fixed":
+        return int(patch["side_px"])
+    return None if spacing is None else max(1, int(round(patch["spacing_factor"] * spacing)))
+
+
+def classifier_patch(image8: np.ndarray, center_xy, side: int, input_size: int) -> np.ndarray:
+    """The uint8 input_size x input_size patch the classifier sees around a point (zeros off the image);
+    image8 is the film through `spinefm.data.intensity.to_uint8`, the model input is patch / 255."""
+    return resize_square(crop_patch(image8, patch_origin(center_xy, side), side), input_size)
 
 
 class SpineEndClassifier(nn.Module):
@@ -84,7 +106,7 @@ class SpineEndClassifier(nn.Module):
         return self.net((images - self.mean) / self.std)
 
     def load_init_checkpoint(self, path: str) -> None:
-        path = Path(path)
+        path = Path(path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"spine-end init_checkpoint {path} not found; fix model.init_checkpoint or set it to null")
         state = _network_state(torch.load(path, map_location="cpu", weights_only=True))

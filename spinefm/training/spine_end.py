@@ -47,6 +47,11 @@ class SpineEndModule(ComponentModule):
         self.val_confusion = MulticlassConfusionMatrix(num_classes=len(classes))
         self.last_confusion_matrix: torch.Tensor | None = None
 
+    def checkpoint_metadata(self) -> dict:
+        metadata = super().checkpoint_metadata()
+        metadata["model"]["init_checkpoint"] = None  # the state dict holds every weight: loading needs no other file
+        return metadata
+
     def training_step(self, batch, batch_idx):
         logits = self.model(batch["image"])
         loss = F.cross_entropy(logits, batch["label"], weight=self.class_weights)

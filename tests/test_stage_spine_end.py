@@ -1,0 +1,195 @@
+"""Spine-end stage: classes from end levels, background ring sampling, exact patches, balanced
+sampling, train.py runs, a tiny model learns, and its checkpoint reloads with the same logits."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from datamodules.spine_end import SpineEndDataModule, background_ring, median_spacing, sample_background, vertebra_size
+from spinefm.checkpoints import load_component
+from spinefm.data.record import ImageRecord, Vertebra
+from spinefm.models.spine_end import SpineEndClassifier, class_names, patch_side, vertebra_class
+from spinefm.synthetic import PhantomConfig, generate_phantom
+from spinefm.training.spine_end import SpineEndModule
+from train_runs import REPO, metrics, run_dirs, run_train
+
+FOUR = ["background", "vertebra", "top_end", "bottom_end"]
+TINY = ["stage=spine_end", "stage.module.model.arch=tiny", "dataset.reader.phantom.image_size=256"]
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """Tiny nets in train.py subprocesses: one thread each, so other jobs on the cores cannot stall them."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def dataset_config(name: str) -> dict:
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(config_name="check", overrides=[f"dataset={name}"])
+    return OmegaConf.to_container(cfg.dataset, resolve=False)
+
+
+def square(level: str, cx: float, cy: float, half: float) -> Vertebra:
+    x0, x1, y0, y1 = cx - half, cx + half, cy - half, cy + half
+    return Vertebra(level, polygon=[[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+
+
+@pytest.mark.parametrize(
+    "name, classes", [("aasce", FOUR), ("synthetic", FOUR), ("nhanes", FOUR), ("csxa", FOUR[:2]), ("coco", FOUR[:2])]
+)
+def test_classes_follow_the_dataset_end_levels(name, classes):
+    assert class_names(dataset_config(name)["end_levels"]) == classes
+
+
+def test_vertebra_classes_on_synthetic_films():
+    end_levels = dataset_config("synthetic")["end_levels"]
+    config = PhantomConfig(image_size=256, cutoff_probability=0.0, t1_probability=1.0)
+    expected = {
+        "lateral_cervical": {"C2": "top_end", "C3": "vertebra", "C7": "vertebra", "T1": "vertebra"},
+        "lateral_lumbar": {"T12": "vertebra", "L5": "vertebra", "S1": "bottom_end"},
+        "ap_thoracolumbar": {"T1": "top_end", "T12": "vertebra", "L5": "bottom_end"},
+    }
+    for view, levels in expected.items():
+        record = generate_phantom(3, config, view=view)
+        got = {v.level: vertebra_class(v.level, record.view, end_levels) for v in record.vertebrae}
+        assert levels.items() <= got.items(), view
+    default_only = {"default": {"top": "C2", "bottom": None}}
+    assert vertebra_class("C2", None, default_only) == "top_end"
+    assert class_names(default_only) == FOUR[:3]
+
+
+def test_background_centres_lie_in_the_ring_with_x_as_column():
+    # A short column near the left edge of a tall image: swapped (row, col) would land far off it.
+    vertebrae = [square(level, 25.0, cy, 6.0) for level, cy in zip(("L1", "L2", "L3", "L4"), (60, 76, 92, 108))]
+    record = ImageRecord("asym", vertebrae, image=np.zeros((220, 130), np.uint8), view="ap_thoracolumbar")
+    inner, outer = 0.25, 1.0
+    centres = sample_background(record, 300, inner, outer, np.random.default_rng(0))
+    assert len(centres) == 300
+    union = np.zeros((220, 130), bool)
+    for v in vertebrae:
+        union |= v.to_mask(220, 130)
+    rows, cols = np.nonzero(union)
+    size = vertebra_size(record)
+    for x, y in centres:
+        assert not union[int(y), int(x)]
+        distance = np.sqrt((cols - x) ** 2 + (rows - y) ** 2).min()
+        assert inner * size - 1e-3 < distance <= outer * size + 1e-3
+    assert background_ring(record, inner, outer)[centres[:, 1].astype(int), centres[:, 0].astype(int)].all()
+
+
+def test_patches_are_exact_at_the_image_borders():
+    height, width = 40, 30
+    image = np.random.default_rng(1).integers(1, 256, (height, width), dtype=np.uint8)
+    top, bottom = square("L1", 3.0, 3.0, 2.0), square("L2", 27.0, 37.0, 2.0)  # centroids (3, 3) and (27, 37)
+    record = ImageRecord("corners", [top, bottom], image=image, view="ap_thoracolumbar")
+    module = SpineEndDataModule(
+        {"name": "test", "end_levels": {}}, input_size=9, patch={"mode": "fixed", "side_px": 9}, negatives_per_image=0
+    )
+    patches, labels = module.record_samples(record, train=False, rng=np.random.default_rng(0))
+    assert labels == [1, 1]
+    expected_top = np.zeros((9, 9), np.uint8)
+    expected_top[1:, 1:] = image[:8, :8]  # patch spans x, y = -1..7
+    expected_bottom = np.zeros((9, 9), np.uint8)
+    expected_bottom[:7, :7] = image[33:40, 23:30]  # patch spans x = 23..31, y = 33..41
+    np.testing.assert_array_equal(patches[0], expected_top)
+    np.testing.assert_array_equal(patches[1], expected_bottom)
+    assert patch_side({"mode": "spacing", "spacing_factor": 1.5}, median_spacing(record)) == round(1.5 * np.hypot(24.0, 34.0))
+    with pytest.raises(ValueError, match="patch.mode"):
+        patch_side({"mode": "relative"}, 10.0)
+
+
+@pytest.fixture(scope="module")
+def synthetic_datamodule():
+    dataset = dataset_config("synthetic")
+    dataset["reader"].update(num_images={"train": 16, "val": 4, "test": 0}, phantom={"image_size": 256})
+    module = SpineEndDataModule(dataset, input_size=32, negatives_per_image=8, batch_size=64, augment={"hflip": 0.5})
+    module.setup("fit")
+    return module
+
+
+def test_balanced_sampler_draws_classes_about_equally(synthetic_datamodule):
+    natural = np.bincount(synthetic_datamodule.datasets["train"].labels, minlength=4)
+    assert natural[2] < natural[1] / 5 and natural[3] < natural[1] / 5  # ends are rare
+    counts, loader = Counter(), synthetic_datamodule.train_dataloader()
+    for _ in range(4):  # epochs: the sampler draws afresh each time
+        for batch in loader:
+            counts.update(batch["label"].tolist())
+    assert sum(counts.values()) == 4 * natural.sum()
+    mean = sum(counts.values()) / 4
+    assert all(0.75 * mean < counts[c] < 1.25 * mean for c in range(4)), counts
+    batch = next(iter(synthetic_datamodule.val_dataloader()))
+    assert batch["image"].shape[1:] == (1, 32, 32) and 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+
+
+def test_module_derives_classes_and_stores_them(tmp_path):
+    torch.save(SpineEndClassifier("tiny", num_classes=4).state_dict(), tmp_path / "init.pth")
+    adam = {"_target_": "torch.optim.Adam", "lr": 1e-3}
+    model = {"arch": "tiny", "init_checkpoint": str(tmp_path / "init.pth")}
+    module = SpineEndModule(model=model, optimizer=adam, inference={"end_levels": {}, "input_size": 32})
+    assert module.model(torch.rand(2, 1, 32, 32)).shape == (2, 2)
+    metadata = module.checkpoint_metadata()
+    assert metadata["model"]["num_classes"] == 2 and metadata["model"]["init_checkpoint"] is None
+    assert module.hparams.model["init_checkpoint"] == model["init_checkpoint"]
+    assert metadata["inference"]["classes"] == ["background", "vertebra"] and metadata["inference"]["input_size"] == 32
+    with pytest.raises(ValueError, match="class_weights"):
+        SpineEndModule(model={"arch": "tiny"}, optimizer=adam, inference={"end_levels": {}}, class_weights=[1, 2, 3])
+
+
+@pytest.mark.parametrize("arch", ["tiny", "resnet18", "resnet34", "resnet50"])
+def test_classifier_outputs_logits(arch):
+    model = SpineEndClassifier(arch, num_classes=3).eval()
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 64, 64)).shape == (2, 3)
+
+
+def test_init_checkpoint_folds_rgb_skips_head_and_names_mismatches(tmp_path):
+    imagenet_like = torchvision.models.resnet18(weights=None)  # 3 channels, 1000 classes
+    torch.save(imagenet_like.state_dict(), tmp_path / "resnet18.pth")
+    model = SpineEndClassifier("resnet18", num_classes=4, init_checkpoint=str(tmp_path / "resnet18.pth"))
+    torch.testing.assert_close(model.net.conv1.weight, imagenet_like.conv1.weight.sum(dim=1, keepdim=True))
+    torch.testing.assert_close(model.net.layer4[1].conv2.weight, imagenet_like.layer4[1].conv2.weight)
+    assert model.net.fc.out_features == 4
+    torch.save(SpineEndClassifier("tiny", num_classes=2).state_dict(), tmp_path / "tiny.pth")
+    with pytest.raises(ValueError, match="tiny.pth.*missing.*conv1"):
+        SpineEndClassifier("resnet18", init_checkpoint=str(tmp_path / "tiny.pth"))
+    with pytest.raises(FileNotFoundError, match="absent.pth"):
+        SpineEndClassifier("tiny", init_checkpoint=str(tmp_path / "absent.pth"))
+
+
+def test_train_py_fast_dev_run(tmp_path, one_thread):
+    run_train(tmp_path, *TINY, "debug=fast_dev_run", "stage.data.input_size=32")
+
+
+def test_tiny_model_learns_and_its_checkpoint_reloads(tmp_path, one_thread):
+    overrides = ["stage.data.input_size=64", "dataset.reader.num_images={train:64,val:16,test:0}", "stage.max_epochs=6"]
+    run_train(tmp_path, *TINY, *overrides)
+    (run,) = run_dirs(tmp_path, "train_spine_end")
+    result = metrics(run)
+    assert result["best_value"] > 0.6  # chance: 0.25
+    assert result["metrics"]["val/accuracy_background"] > 0.8
+
+    model, info = load_component(result["best_checkpoint"], expected="spine_end")
+    inference = info["inference"]
+    assert inference["classes"] == FOUR and inference["input_size"] == 64
+    assert inference["patch"]["mode"] == "spacing"
+    assert set(inference["end_levels"]) == {"lateral_cervical", "lateral_lumbar", "ap_thoracolumbar"}
+
+    checkpoint = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=True)
+    lightning_module = SpineEndModule(**checkpoint["hyper_parameters"])
+    lightning_module.load_state_dict(checkpoint["state_dict"])
+    dataset = dataset_config("synthetic")
+    dataset["reader"].update(num_images={"train": 0, "val": 16, "test": 0}, phantom={"image_size": 256})
+    val = SpineEndDataModule(dataset, input_size=64, patch=inference["patch"])
+    val.datasets["val"] = val.build_dataset(val.load_records("val"), train=False)
+    images = torch.stack([val.datasets["val"][i]["image"] for i in range(len(val.datasets["val"]))])
+    labels = torch.as_tensor(val.datasets["val"].labels)
+    with torch.no_grad():
+        logits = model(images)
+        torch.testing.assert_close(logits, lightning_module.eval().model(images))
+    recall = [(logits.argmax(1)[labels == c] == c).float().mean() for c in range(4)]
+    assert float(torch.stack(recall).mean()) == pytest.approx(result["best_value"], abs=1e-5)
