@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from collections import OrderedDict
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN, mobilen
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 from torchvision.ops.misc import Conv2dNormActivation
 
 from spinefm.data.intensity import to_unit_range
@@ -27,7 +29,7 @@ NORM_LAYERS = {"batch": nn.BatchNorm2d, "frozen": FrozenBatchNorm2d}
 CLASS_MODES = ("single", "per_level")
 # Parameters whose shape follows num_classes: skipped (not an error) when an init checkpoint differs.
 CLASS_HEADS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
-TINY_DEFAULTS = {"channels": (16, 32, 64), "fpn_channels": 32}
+TINY_CHANNELS = (16, 32, 64)
 
 
 def build_maskrcnn(
@@ -38,6 +40,7 @@ def build_maskrcnn(
     trainable_backbone_layers: int = 5,
     norm_layer: str = "batch",
     returned_layers: list[int] | None = None,
+    fpn_channels: int = 256,
     anchor_sizes: list | None = None,
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
     box_representation_size: int = 1024,
@@ -54,16 +57,17 @@ def build_maskrcnn(
 
     backbone: resnet50_fpn (SpineFM's; its parameters match torchvision's maskrcnn_resnet50_fpn,
     so COCO weights load as `init_checkpoint`), resnet34_fpn / resnet18_fpn / mobilenet_v3_fpn
-    (lighter, for CPUs), tiny (a few convolutions, `tiny` = {channels, fpn_channels}; for tests).
+    (lighter, for CPUs), tiny (a few convolutions, `tiny` = {channels: [...]}; for tests).
     norm_layer: batch (trained BatchNorm, for random init) | frozen (torchvision's choice with
     pretrained weights). trainable_backbone_layers: resnets 0..5, mobilenet 0..6; tiny trains all.
-    returned_layers: backbone stages fed to the FPN (null: torchvision's default).
+    returned_layers: backbone stages fed to the FPN (null: torchvision's default); fpn_channels:
+    the FPN's width, which the RPN and the RoI heads inherit (fewer: much cheaper on a CPU).
     anchor_sizes: per feature map, a size or a list of sizes (null: the backbone's default).
     The defaults of the head sizes are torchvision's. Images are 3-channel floats in [0, 1]
     (`grey_to_input`); the model's transform resizes them by min_size / max_size.
     maskrcnn_kwargs go to torchvision's MaskRCNN (rpn_* and box_* settings).
     """
-    features = _backbone(backbone, trainable_backbone_layers, _norm_layer(norm_layer), returned_layers, tiny)
+    features = _backbone(backbone, trainable_backbone_layers, _norm_layer(norm_layer), returned_layers, fpn_channels, tiny)
     channels = features.out_channels
     mask_head_channels = tuple(mask_head_channels)
     model = MaskRCNN(
@@ -108,7 +112,12 @@ def load_init_checkpoint(model: MaskRCNN, path, backbone: str) -> None:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"init_checkpoint {path} not found; name an existing .pth file or set init_checkpoint: null")
-    loaded = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True))
+    try:
+        loaded = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True))
+    except (pickle.UnpicklingError, RuntimeError, ValueError) as error:
+        raise ValueError(
+            f"init_checkpoint {path} is not a file of plain weights ({error}); save one with torch.save(model.state_dict(), path)"
+        ) from error
     own = model.state_dict()
     optional = "num_batches_tracked"  # BatchNorm has it, FrozenBatchNorm2d does not
     missing = [k for k in own if k not in loaded and not k.endswith(optional)]
@@ -146,24 +155,30 @@ def _norm_layer(name: str):
     return NORM_LAYERS[name]
 
 
-def _backbone(name: str, trainable_layers: int, norm_layer, returned_layers, tiny: dict | None) -> BackboneWithFPN:
+def _backbone(name: str, trainable_layers: int, norm_layer, returned_layers, fpn_channels: int, tiny: dict | None) -> BackboneWithFPN:
     returned_layers = list(returned_layers) if returned_layers else None
-    if name.startswith("resnet") and name.endswith("_fpn") and name in BACKBONES:
-        return resnet_fpn_backbone(
+    if name == "tiny":
+        return _tiny_backbone(norm_layer, returned_layers, fpn_channels, **{"channels": TINY_CHANNELS, **(tiny or {})})
+    if name.startswith("resnet") and name in BACKBONES:
+        features = resnet_fpn_backbone(
             backbone_name=name.removesuffix("_fpn"), weights=None, norm_layer=norm_layer,
             trainable_layers=trainable_layers, returned_layers=returned_layers,
         )
-    if name == "mobilenet_v3_fpn":
-        return mobilenet_backbone(
+    elif name == "mobilenet_v3_fpn":
+        features = mobilenet_backbone(
             backbone_name="mobilenet_v3_large", weights=None, fpn=True, norm_layer=norm_layer,
             trainable_layers=trainable_layers, returned_layers=returned_layers,
         )
-    if name == "tiny":
-        return _tiny_backbone(norm_layer, returned_layers, **{**TINY_DEFAULTS, **(tiny or {})})
-    raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES}")
+    else:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES}")
+    if fpn_channels != features.out_channels:  # torchvision's extractors fix the FPN at 256 channels
+        in_channels = [block[0].in_channels for block in features.fpn.inner_blocks]
+        features.fpn = FeaturePyramidNetwork(in_channels, fpn_channels, extra_blocks=LastLevelMaxPool())
+        features.out_channels = fpn_channels
+    return features
 
 
-def _tiny_backbone(norm_layer, returned_layers, channels, fpn_channels) -> BackboneWithFPN:
+def _tiny_backbone(norm_layer, returned_layers, fpn_channels: int, channels) -> BackboneWithFPN:
     """A stride-2 stem and one stride-2 block per entry of `channels`, under an FPN."""
     stages, width = OrderedDict(), channels[0]
     stages["stem"] = Conv2dNormActivation(3, width, 3, stride=2, norm_layer=norm_layer)
