@@ -26,12 +26,10 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from datamodules.base import RecordDataModule
-from datamodules.spine_end import median_spacing
 from spinefm.data.intensity import to_uint8
-from spinefm.data.patches import crop_patch, patch_origin, resize_square
+from spinefm.data.patches import crop_patch, median_spacing, patch_origin, patch_side, resize_square
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord, Vertebra
-from spinefm.models.spine_end import patch_side
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from datamodules.base import RecordDataModule
 from spinefm.data.intensity import to_uint8
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord
-from spinefm.models.spine_end import BACKGROUND, class_names, classifier_patch, patch_side, vertebra_class
+from spinefm.data.patches import median_spacing, patch_side
+from spinefm.models.spine_end import BACKGROUND, class_names, classifier_patch, vertebra_class
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,6 @@ log = logging.getLogger(__name__)
 def vertebra_size(record: ImageRecord) -> float:
     """sqrt of the median vertebra area, in pixels: the unit of jitter and ring widths."""
     return float(np.sqrt(np.median([v.area() for v in record.vertebrae])))
-
-
-def median_spacing(record: ImageRecord) -> float | None:
-    """Median distance between consecutive centroids (None with fewer than two vertebrae)."""
-    if len(record.vertebrae) < 2:
-        return None
-    centroids = np.stack([v.centroid() for v in record.vertebrae])
-    return float(np.median(np.linalg.norm(np.diff(centroids, axis=0), axis=1)))
 
 
 def background_ring(record: ImageRecord, inner: float, outer: float) -> np.ndarray:

@@ -48,12 +48,17 @@ def read_checkpoint(path) -> dict:
     return checkpoint
 
 
-def load_component(path, expected: str | None = None) -> tuple[nn.Module, dict]:
-    """(model in eval mode on the CPU, its `spinefm` metadata) from a stage checkpoint."""
+def load_component(path, expected: str | None = None, model_overrides: dict | None = None) -> tuple[nn.Module, dict]:
+    """(model in eval mode on the CPU, its `spinefm` metadata) from a stage checkpoint.
+
+    `model_overrides` replace constructor arguments, e.g. {"checkpoint": new path} when the SAM
+    weights a Med-SA checkpoint was built on have moved.
+    """
     checkpoint = read_checkpoint(path)
     info = checkpoint["spinefm"]
     if expected is not None and info["component"] != expected:
         raise ValueError(f"{path} holds a {info['component']} checkpoint, but a {expected} one is needed here")
+    info["model"] = {**info["model"], **(model_overrides or {})}
     model = build_component(info["component"], info["model"])
     state = {k[len(MODEL_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(MODEL_PREFIX)}
     if info.get("trainable_only"):

@@ -10,10 +10,11 @@ import torchvision
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from datamodules.spine_end import SpineEndDataModule, background_ring, median_spacing, sample_background, vertebra_size
+from datamodules.spine_end import SpineEndDataModule, background_ring, sample_background, vertebra_size
 from spinefm.checkpoints import load_component
 from spinefm.data.record import ImageRecord, Vertebra
-from spinefm.models.spine_end import SpineEndClassifier, class_names, patch_side, vertebra_class
+from spinefm.data.patches import median_spacing, patch_side
+from spinefm.models.spine_end import SpineEndClassifier, class_names, vertebra_class
 from spinefm.synthetic import PhantomConfig, generate_phantom
 from spinefm.training.spine_end import SpineEndModule
 from train_runs import REPO, metrics, run_dirs, run_train

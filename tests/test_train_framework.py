@@ -49,11 +49,14 @@ def test_missing_stage_says_which_to_choose():
 
 
 def test_resume_from_last_checkpoint_continues_the_step_count(tmp_path):
-    run_train(tmp_path, "stage=point_predictor", "stage.max_epochs=2")
+    # mode=max on an error: the best checkpoint stays at epoch 0, last.ckpt must still move on
+    run_train(tmp_path, "stage=point_predictor", "stage.max_epochs=2", "stage.mode=max")
     (first,) = run_dirs(tmp_path, "train_point_predictor")
     steps = metrics(first)["global_step"]
     assert steps > 0 and metrics(first)["epochs"] == 2
     last = first / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == steps
+    assert torch.load(metrics(first)["best_checkpoint"], weights_only=True)["global_step"] == steps // 2
     run_train(tmp_path, "stage=point_predictor", "stage.max_epochs=4", f"ckpt_path={last}")
     resumed = run_dirs(tmp_path, "train_point_predictor")[-1]
     assert metrics(resumed)["global_step"] == 2 * steps and metrics(resumed)["epochs"] == 4

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import cv2
 import numpy as np
+
+PATCH_MODES = ("fixed", "spacing")
 
 
 def patch_origin(center_xy, side: int) -> tuple[int, int]:
@@ -28,3 +32,21 @@ def resize_square(patch: np.ndarray, size: int, nearest: bool = False) -> np.nda
     shrinking = patch.shape[0] > size
     interpolation = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     return cv2.resize(patch, (size, size), interpolation=interpolation)
+
+
+def median_spacing(record) -> float | None:
+    """Median distance between consecutive centroids (None with fewer than two vertebrae)."""
+    if len(record.vertebrae) < 2:
+        return None
+    centroids = np.stack([v.centroid() for v in record.vertebrae])
+    return float(np.median(np.linalg.norm(np.diff(centroids, axis=0), axis=1)))
+
+
+def patch_side(patch: Mapping, spacing: float | None) -> int | None:
+    """Side in original pixels from the patch settings {mode, side_px, spacing_factor}: `side_px`
+    (fixed), or `spacing_factor` x the median centroid spacing (spacing; None when unknown)."""
+    if patch["mode"] not in PATCH_MODES:
+        raise ValueError(f"patch.mode must be one of {PATCH_MODES}, not {patch['mode']!r}")
+    if patch["mode"] == "fixed":
+        return int(patch["side_px"])
+    return None if spacing is None else max(1, int(round(patch["spacing_factor"] * spacing)))

@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 BACKGROUND, VERTEBRA, TOP_END, BOTTOM_END = "background", "vertebra", "top_end", "bottom_end"
 ARCHS = ("resnet18", "resnet34", "resnet50", "tiny")
 HEAD_PREFIX = "fc."  # the classification layer, in every architecture
-PATCH_MODES = ("fixed", "spacing")
 
 
 def view_end_levels(end_levels: Mapping, view: str | None) -> Mapping:
@@ -54,16 +53,6 @@ def vertebra_class(level: str, view: str | None, end_levels: Mapping) -> str:
     if ends.get("bottom") and level == normalize_level(ends["bottom"]):
         return BOTTOM_END
     return VERTEBRA
-
-
-def patch_side(patch: Mapping, spacing: float | None) -> int | None:
-    """Side in original pixels from the patch settings {mode, side_px, spacing_factor}: `side_px`
-    (fixed), or `spacing_factor` x the median centroid spacing (spacing; None when unknown)."""
-    if patch["mode"] not in PATCH_MODES:
-        raise ValueError(f"patch.mode must be one of {PATCH_MODES}, not {patch['mode']!r}")
-    if patch["mode"] == "fixed":
-        return int(patch["side_px"])
-    return None if spacing is None else max(1, int(round(patch["spacing_factor"] * spacing)))
 
 
 def classifier_patch(image8: np.ndarray, center_xy, side: int, input_size: int) -> np.ndarray:

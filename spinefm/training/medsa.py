@@ -53,13 +53,15 @@ class MedSAModule(ComponentModule):
         dataset: dict | None = None,
         pos_weight: float = 2.0,
         dice_weight: float = 1.0,
+        val_threshold: float | None = None,
     ):
-        if "mask_threshold" not in (inference or {}):
-            raise ValueError("medsa needs inference.mask_threshold: the probability binarising masks for val/dice")
+        if val_threshold is None and "mask_threshold" not in (inference or {}):
+            raise ValueError("medsa needs val_threshold or inference.mask_threshold: the probability binarising masks for val/dice")
         super().__init__(model, optimizer, scheduler, inference, dataset)
         self.pos_weight = pos_weight
         self.dice_weight = dice_weight
-        self.mask_threshold = float(inference["mask_threshold"])
+        # Calibration lags early in training: short runs may validate at 0.5, the pipeline keeps its own threshold.
+        self.mask_threshold = float(inference["mask_threshold"] if val_threshold is None else val_threshold)
         self.val_dice = MeanMetric()
         self.val_iou = MeanMetric()
 

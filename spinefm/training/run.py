@@ -8,7 +8,6 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import get_object, instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spinefm.io_utils import atomic_write_json
@@ -27,19 +26,19 @@ def train_stage(cfg: DictConfig, output_dir: Path) -> dict:
     stage = cfg.stage
     datamodule = build_shallow(stage.data, dataset=plain(cfg.dataset), seed=cfg.seed)
     module = build_shallow(stage.module, dataset=dataset_identity(cfg.dataset))
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks = {name: instantiate(c) for name, c in (cfg.get("callbacks") or {}).items() if c is not None}
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(output_dir))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=loggers or False, default_root_dir=str(output_dir))
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    best, last = callbacks.get("model_checkpoint"), callbacks.get("last_checkpoint")
     result = {
         "stage": stage.name,
         "dataset": cfg.dataset.name,
         "monitor": stage.monitor,
-        "best_checkpoint": (checkpoint.best_model_path or None) if checkpoint else None,
-        "last_checkpoint": (checkpoint.last_model_path or None) if checkpoint else None,
-        "best_value": _number(checkpoint.best_model_score) if checkpoint else None,
+        "best_checkpoint": (best.best_model_path or None) if best else None,
+        "last_checkpoint": (last.best_model_path or None) if last else None,
+        "best_value": _number(best.best_model_score) if best else None,
         "metrics": {k: _number(v) for k, v in trainer.callback_metrics.items()},
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
