@@ -24,7 +24,9 @@ class ComponentModule(L.LightningModule):
 
     def configure_optimizers(self):
         parameters = [p for p in self.parameters() if p.requires_grad]
-        optimizer = instantiate(self.hparams.optimizer, params=parameters)
+        # A null argument means the optimiser's own default, so a config can switch SGD -> Adam.
+        arguments = {k: v for k, v in self.hparams.optimizer.items() if v is not None}
+        optimizer = instantiate(arguments, params=parameters)
         if not self.hparams.scheduler:
             return optimizer
         scheduler = dict(self.hparams.scheduler)
