@@ -70,3 +70,33 @@ def test_ddp_on_two_cpu_processes_trains_into_one_run_folder(tmp_path):
     result = metrics(run)
     assert result["world_size"] == 2
     assert result["global_step"] > 0 and Path(result["best_checkpoint"]).is_file()
+
+
+def test_train_all_writes_a_manifest_of_four_loadable_checkpoints(tmp_path):
+    import json
+
+    from spinefm.checkpoints import load_component
+
+    run_train(tmp_path, "experiment=train_all_tiny", "debug=limit")
+    (run,) = run_dirs(tmp_path, "train_all_tiny")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["dataset"]["name"] == "synthetic"
+    assert list(manifest["components"]) == ["maskrcnn", "medsa", "point_predictor", "spine_end"]
+    for name, component in manifest["components"].items():
+        assert Path(component["best_checkpoint"]).parent == run / name / "checkpoints"
+        model, info = load_component(component["best_checkpoint"], expected=name)
+        assert info["dataset"]["name"] == "synthetic" and not model.training
+        assert (run / name / "metrics.json").is_file() and (run / name / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes(experiment, tmp_path):
+    from spinefm.training.run import stage_config
+
+    cfg = compose_train(f"experiment={experiment}", f"paths.output_dir={tmp_path}")
+    configs = [stage_config(cfg, name, tmp_path / name) for name in cfg.stages] if cfg.get("stages") else [cfg]
+    for stage_cfg in configs:
+        assert stage_cfg.stage.module._target_.startswith("spinefm.training.")
+        trainer = instantiate(stage_cfg.trainer, _partial_=True)
+        assert trainer.keywords["max_epochs"] == stage_cfg.stage.max_epochs
+        assert instantiate(stage_cfg.callbacks.model_checkpoint).dirpath.startswith(str(tmp_path / stage_cfg.stage.name))

@@ -55,12 +55,8 @@ def train_stage(cfg: DictConfig, output_dir: Path) -> dict:
 def train_all(cfg: DictConfig, output_dir: Path) -> dict:
     """Train every stage in `cfg.stages` in order, each in its own sub-folder; write manifest.json."""
     components = {}
-    for name, stage in cfg.stages.items():
-        stage_cfg = cfg.copy()
-        with open_dict(stage_cfg):
-            stage_cfg.stage = stage
-            stage_cfg.paths.output_dir = str(output_dir / name)
-            del stage_cfg["stages"]
+    for name in cfg.stages:
+        stage_cfg = stage_config(cfg, name, output_dir / name)
         stage_dir = output_dir / name
         stage_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(stage_cfg, stage_dir / "config.yaml")
@@ -81,6 +77,16 @@ def build_shallow(node, **extra):
 def plain(node) -> dict:
     """A resolved plain-dict copy of a config node (what checkpoints may store)."""
     return OmegaConf.to_container(node, resolve=True)
+
+
+def stage_config(cfg: DictConfig, name: str, output_dir: Path) -> DictConfig:
+    """The single-stage config that train_all runs for `cfg.stages[name]`."""
+    stage_cfg = cfg.copy()
+    with open_dict(stage_cfg):
+        stage_cfg.stage = cfg.stages[name]
+        stage_cfg.paths.output_dir = str(output_dir)
+        del stage_cfg["stages"]
+    return stage_cfg
 
 
 def _number(value):
