@@ -12,20 +12,10 @@ from spinefm.data.patches import crop_patch, patch_origin, resize_square
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.models.medsa import MedSA
 from spinefm.training.medsa import MedSAModule, dice_and_iou
-from train_runs import run_dirs, run_train
+from train_runs import run_dirs, run_train, synthetic_dataset
 
 TINY = ["stage=medsa", "stage.module.model.backbone=tiny"]
-SYNTHETIC = {
-    "name": "synthetic",
-    "root": None,
-    "reader": {
-        "_target_": "spinefm.data.readers.synthetic.synthetic_reader",
-        "root": None,
-        "num_images": {"train": 16, "val": 8, "test": 0},
-        "seed": 0,
-        "phantom": {"image_size": 256},
-    },
-}
+SYNTHETIC = synthetic_dataset(train=16, val=8)
 ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-2}
 
 
@@ -193,7 +183,7 @@ def test_resume_from_last_checkpoint_restores_parameters_and_continues_steps(tra
     hparams = checkpoint["hyper_parameters"]
     module = MedSAModule(**hparams)
     assert not torch.equal(module.model.trainable_state_dict()["mask_decoder.output_upscaling.0.weight"], saved["mask_decoder.output_upscaling.0.weight"])
-    data = MedSADataModule({**SYNTHETIC, "reader": {**SYNTHETIC["reader"], "num_images": {"train": 2, "val": 1, "test": 0}}})
+    data = MedSADataModule(synthetic_dataset(train=2, val=1))
     start = AtStart()
     epochs = checkpoint["epoch"] + 2
     trainer = Trainer(max_epochs=epochs, limit_train_batches=2, limit_val_batches=1, logger=False, enable_checkpointing=False,

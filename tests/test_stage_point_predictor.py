@@ -5,18 +5,9 @@ import torch
 from datamodules.point_predictor import PointPredictorDataModule, centroid_windows
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.models.point_predictor import PointPredictor
+from train_runs import synthetic_dataset
 
-SYNTHETIC = {
-    "name": "synthetic",
-    "root": None,
-    "reader": {
-        "_target_": "spinefm.data.readers.synthetic.synthetic_reader",
-        "root": None,
-        "num_images": {"train": 24, "val": 8, "test": 0},
-        "seed": 0,
-        "phantom": {"image_size": 256},
-    },
-}
+SYNTHETIC = synthetic_dataset(train=24, val=8)
 
 
 def column(levels, spacing=20.0, x=50.0):

@@ -26,3 +26,18 @@ def run_dirs(log_dir: Path, task: str) -> list[Path]:
 
 def metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def synthetic_dataset(train: int, val: int, image_size: int = 256) -> dict:
+    """A plain `dataset` config of phantoms generated on the fly, for data modules built in-process."""
+    return {
+        "name": "synthetic",
+        "root": None,
+        "reader": {
+            "_target_": "spinefm.data.readers.synthetic.synthetic_reader",
+            "root": None,
+            "num_images": {"train": train, "val": val, "test": 0},
+            "seed": 0,
+            "phantom": {"image_size": image_size},
+        },
+    }
