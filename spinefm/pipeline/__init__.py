@@ -1,0 +1,19 @@
+"""The inductive loop as a plain Python object: detector seeds, then a walk up and down the spine."""
+
+from spinefm.pipeline.labels import LabelConfig, assign_levels
+from spinefm.pipeline.loop import InductiveLoop, LoopConfig
+from spinefm.pipeline.types import STOP_REASONS, Detection, Instance, LoopResult, MaskCrop, Step, Trace
+
+__all__ = [
+    "STOP_REASONS",
+    "Detection",
+    "InductiveLoop",
+    "Instance",
+    "LabelConfig",
+    "LoopConfig",
+    "LoopResult",
+    "MaskCrop",
+    "Step",
+    "Trace",
+    "assign_levels",
+]

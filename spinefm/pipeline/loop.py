@@ -1,0 +1,343 @@
+"""The inductive loop: seeds from a detector, then a walk up and down the spine one vertebra at a time.
+
+1. Detect; order the detections' centroids along their principal axis, top to bottom; the
+   `num_seeds` consecutive ones with the highest mean score are the seeds.
+2. Segment every seed (refined centroid: probability-weighted centre of its mask).
+3. Walk up from the top seed and down from the bottom one: predict the next centroid (a
+   constant-velocity step while fewer than three points exist), segment a patch there and classify
+   at the refined centroid, until a stop reason in `types.STOP_REASONS`.
+4. Post-process (smoothing, final threshold), drop duplicates one-to-one, label levels.
+
+The two directions are independent (each has its own window, previous mask and spacing), so they
+step in lockstep: one batched call per component and step serves both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from spinefm.data.intensity import to_uint8
+from spinefm.data.masks import crop_iou
+from spinefm.data.patches import patch_side
+from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END
+from spinefm.pipeline.labels import LabelConfig, assign_levels
+from spinefm.pipeline.types import (
+    DOWN, SEED, UP, Detection, EndClassifier, Instance, LoopResult, MaskCrop, NextPointPredictor, SeedDetector,
+    Segmenter, Step, Trace,
+)
+
+
+@dataclass
+class LoopConfig:
+    """Every setting of the loop (defaults: SpineFM's, see docs/method.md).
+
+    num_seeds: consecutive detections the walk starts from. mask_threshold: probability binarising
+    a new mask for the empty-mask stop, the overlap IoU and the refined centroid. overlap_iou: stop
+    (and discard) when the new mask's IoU with the previous one exceeds it. max_steps: steps per
+    direction. border_margin: predicted points must lie this many centroid spacings inside the image
+    (negative: outside is allowed). classify_seeds: ask the end classifier about the seeds too (an end
+    seed stops its direction at once; its class anchors the labels). size_to_spacing: with a single
+    seed, centroid spacing = this x sqrt(its detected area), for spacing-sized patches.
+    final_threshold, smooth_sigma (Gaussian on the probabilities, px; 0: none), opening_radius
+    (binary opening, px; 0: none): the final masks. duplicate_iou: of two final masks overlapping
+    more, the lower-scoring one is dropped. crop_floor: instance crops keep the box of pixels with
+    probability above it (and the mask). probability_dtype: how instances store probabilities.
+    """
+
+    num_seeds: int = 3
+    mask_threshold: float = 0.9
+    overlap_iou: float = 0.1
+    max_steps: int = 30
+    border_margin: float = 0.0
+    classify_seeds: bool = True
+    size_to_spacing: float = 1.1
+    final_threshold: float = 0.9
+    smooth_sigma: float = 0.0
+    opening_radius: int = 0
+    duplicate_iou: float = 0.5
+    crop_floor: float = 0.1
+    probability_dtype: str = "float16"
+    labels: LabelConfig = field(default_factory=LabelConfig)
+
+    def __post_init__(self):
+        if isinstance(self.labels, Mapping):
+            self.labels = LabelConfig(**self.labels)
+        if self.num_seeds < 1 or self.max_steps < 0:
+            raise ValueError("num_seeds must be at least 1 and max_steps at least 0")
+        for name in ("mask_threshold", "overlap_iou", "final_threshold", "duplicate_iou", "crop_floor"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], not {getattr(self, name)}")
+
+
+@dataclass
+class _Found:
+    """A vertebra found before post-processing."""
+
+    probability: MaskCrop
+    centroid: np.ndarray
+    source: str
+    spine_class: str | None
+
+
+@dataclass
+class _Walker:
+    """One direction's state: its chain of centroids (walking end last), last mask, finds and stop."""
+
+    direction: str
+    end_class: str
+    chain: list[np.ndarray]
+    previous: MaskCrop
+    found: list[_Found] = field(default_factory=list)
+    steps: int = 0
+    stop: str | None = None
+
+    @property
+    def spacing(self) -> float:
+        return chain_spacing(self.chain)
+
+    def window(self) -> np.ndarray:
+        return np.stack(self.chain[-3:])
+
+
+class InductiveLoop:
+    """Runs the loop on one film at a time; holds no per-image state between runs."""
+
+    def __init__(
+        self,
+        detector: SeedDetector,
+        segmenter: Segmenter,
+        predictor: NextPointPredictor,
+        classifier: EndClassifier,
+        config: LoopConfig | Mapping | None = None,
+    ):
+        self.detector = detector
+        self.segmenter = segmenter
+        self.predictor = predictor
+        self.classifier = classifier
+        self.config = config if isinstance(config, LoopConfig) else LoopConfig(**(config or {}))
+
+    def run(self, image: np.ndarray, view: str | None = None, image_id: str | None = None) -> LoopResult:
+        """image: the radiograph as loaded (`ImageRecord.load_image()`, any bit depth); the models see it
+        through `to_uint8`, as in training. view: the film's view (for end levels and labels)."""
+        film = to_uint8(np.asarray(image))
+        if film.ndim != 2:
+            raise ValueError(f"{image_id or 'image'}: expected a 2-D grey image, got shape {film.shape}")
+        return self.run_detections(film, self.detector.detect([film])[0], view, image_id)
+
+    def run_detections(self, film: np.ndarray, detections: list[Detection], view: str | None = None, image_id: str | None = None) -> LoopResult:
+        """The loop from given detections on a uint8 film (steps 1-4 after detection)."""
+        config = self.config
+        trace = Trace(
+            detection_centroids=np.array([d.centroid for d in detections], dtype=np.float64).reshape(-1, 2),
+            detection_scores=np.array([d.score for d in detections], dtype=np.float64),
+        )
+        result = LoopResult(image_id, film.shape, view, [], trace)
+        if not detections:
+            trace.status, trace.stops = "no_detections", {UP: "no_seeds", DOWN: "no_seeds"}
+            return result
+        trace.order = order_along_spine(trace.detection_centroids).tolist()
+        start = best_run(trace.detection_scores[trace.order], config.num_seeds)
+        trace.seeds = trace.order[start : start + config.num_seeds]
+        seeds = self._segment_seeds(film, [detections[i] for i in trace.seeds], trace)
+        if not seeds:
+            trace.status, trace.stops = "no_seeds", {UP: "no_seeds", DOWN: "no_seeds"}
+            return result
+        if len(seeds) == 1:
+            trace.stops = {UP: "one_seed", DOWN: "one_seed"}
+            result.instances = self._finish(seeds, view, trace)
+            return result
+        up, down = self._walkers(seeds)
+        self._walk(film, [up, down], trace)
+        trace.stops = {UP: up.stop, DOWN: down.stop}
+        result.instances = self._finish(up.found[::-1] + seeds + down.found, view, trace)
+        return result
+
+    def _segment_seeds(self, film: np.ndarray, detections: list[Detection], trace: Trace) -> list[_Found]:
+        """Segment the seeds in one call; seeds whose mask is empty are dropped."""
+        points = np.stack([d.centroid for d in detections])
+        spacing = chain_spacing(list(points)) if len(points) > 1 else self.config.size_to_spacing * np.sqrt(detections[0].area)
+        crops = self.segmenter.segment(film, points, [self._side(self.segmenter, spacing)] * len(points))
+        seeds = []
+        for crop in crops:
+            centroid = crop.weighted_centroid(self.config.mask_threshold)
+            if centroid is not None:
+                seeds.append(_Found(crop, centroid, SEED, None))
+        trace.seed_centroids = [s.centroid for s in seeds]
+        if seeds and self.config.classify_seeds:
+            centres = np.stack(trace.seed_centroids)
+            side = self._side(self.classifier, chain_spacing(list(centres)) if len(centres) > 1 else spacing)
+            for seed, spine_class in zip(seeds, self.classifier.classify(film, centres, [side] * len(seeds))):
+                seed.spine_class = spine_class
+        return seeds
+
+    @staticmethod
+    def _walkers(seeds: list[_Found]) -> tuple[_Walker, _Walker]:
+        """Up from the top seed and down from the bottom one; an end seed stops its direction at once."""
+        centroids = [s.centroid for s in seeds]
+        up = _Walker(UP, TOP_END, centroids[::-1], seeds[0].probability)
+        down = _Walker(DOWN, BOTTOM_END, centroids, seeds[-1].probability)
+        for walker, seed in ((up, seeds[0]), (down, seeds[-1])):
+            if seed.spine_class == walker.end_class:
+                walker.stop = "end"
+        return up, down
+
+    def _walk(self, film: np.ndarray, walkers: list[_Walker], trace: Trace) -> None:
+        config = self.config
+        height, width = film.shape
+        while True:
+            for walker in walkers:
+                if walker.stop is None and walker.steps >= config.max_steps:
+                    walker.stop = "max_steps"
+            active = [w for w in walkers if w.stop is None]
+            if not active:
+                return
+            steps = []
+            for walker, point in zip(active, self._predict(active, width, height)):
+                step = Step(walker.direction, walker.steps, walker.window(), point, "kept")
+                walker.steps += 1
+                trace.steps.append(step)
+                if inside(point, width, height, config.border_margin * walker.spacing):
+                    step.side = self._side(self.segmenter, walker.spacing)
+                    steps.append((walker, step))
+                else:
+                    _stop(walker, step, "border")
+            if not steps:
+                continue
+            crops = self.segmenter.segment(film, np.stack([s.predicted for _, s in steps]), [s.side for _, s in steps])
+            kept = []
+            for (walker, step), crop in zip(steps, crops):
+                step.refined = crop.weighted_centroid(config.mask_threshold)
+                if step.refined is None:
+                    _stop(walker, step, "empty_mask")
+                    continue
+                step.iou = crop_iou(crop.binary(config.mask_threshold), crop.offset, walker.previous.binary(config.mask_threshold), walker.previous.offset)
+                if step.iou > config.overlap_iou:
+                    _stop(walker, step, "overlap")
+                    continue
+                kept.append((walker, step, crop))
+            if not kept:
+                continue
+            centres = np.stack([s.refined for _, s, _ in kept])
+            classes = self.classifier.classify(film, centres, [self._side(self.classifier, w.spacing) for w, _, _ in kept])
+            for (walker, step, crop), spine_class in zip(kept, classes):
+                step.spine_class = spine_class
+                if spine_class == BACKGROUND:
+                    _stop(walker, step, "background")
+                    continue
+                walker.found.append(_Found(crop, step.refined, walker.direction, spine_class))
+                walker.chain.append(step.refined)
+                walker.previous = crop
+                if spine_class == walker.end_class:
+                    _stop(walker, step, "end")
+
+    def _predict(self, walkers: list[_Walker], width: int, height: int) -> np.ndarray:
+        """Next centroid per walker: the predictor on three points, a constant-velocity step on two."""
+        points = np.zeros((len(walkers), 2))
+        full = [i for i, w in enumerate(walkers) if len(w.chain) >= 3]
+        if full:
+            windows = np.stack([walkers[i].window() for i in full])
+            points[full] = self.predictor.predict(windows, np.tile([width, height], (len(full), 1)).astype(np.float64))
+        for i, walker in enumerate(walkers):
+            if len(walker.chain) < 3:
+                points[i] = 2 * walker.chain[-1] - walker.chain[-2]
+        return points
+
+    @staticmethod
+    def _side(component, spacing: float) -> int:
+        return patch_side(component.patch, spacing)
+
+    def _finish(self, found: list[_Found], view: str | None, trace: Trace) -> list[Instance]:
+        """Final masks, duplicates dropped, levels assigned; instances without a level are dropped."""
+        trace.dropped = {"empty": 0, "duplicate": 0, "unlabelled": 0}
+        instances = []
+        for item in found:
+            instance = self._final_instance(item)
+            if instance is None:
+                trace.dropped["empty"] += 1
+            else:
+                instances.append(instance)
+        keep = deduplicate(instances, self.config.duplicate_iou)
+        trace.dropped["duplicate"] = len(instances) - len(keep)
+        instances = [instances[i] for i in keep]
+        classes = [i.spine_class for i in instances]
+        top_end = next((i for i, c in enumerate(classes) if c == TOP_END), None)
+        bottom_end = next((i for i in reversed(range(len(classes))) if classes[i] == BOTTOM_END), None)
+        for instance, level in zip(instances, assign_levels(len(instances), view, self.config.labels, top_end, bottom_end)):
+            instance.level = level
+        labelled = [i for i in instances if i.level is not None]
+        trace.dropped["unlabelled"] = len(instances) - len(labelled)
+        return labelled
+
+    def _final_instance(self, item: _Found) -> Instance | None:
+        config = self.config
+        values = item.probability.values.astype(np.float32)
+        if values.size == 0:
+            return None
+        smoothed = cv2.GaussianBlur(values, (0, 0), config.smooth_sigma) if config.smooth_sigma > 0 else values
+        mask = smoothed > config.final_threshold
+        if config.opening_radius > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * config.opening_radius + 1,) * 2)
+            mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0
+        if not mask.any():
+            return None
+        rows, cols = np.nonzero(mask | (values > config.crop_floor))
+        y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        values, mask = values[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+        offset = (item.probability.offset[0] + int(x0), item.probability.offset[1] + int(y0))
+        weights = np.where(mask, smoothed[y0:y1, x0:x1], 0).astype(np.float64)
+        yy, xx = np.indices(mask.shape)
+        centroid = np.array([(weights * xx).sum() / weights.sum() + offset[0], (weights * yy).sum() / weights.sum() + offset[1]])
+        return Instance(
+            probability=MaskCrop(values.astype(config.probability_dtype), offset),
+            mask=mask,
+            centroid=centroid,
+            score=float(values[mask].mean()),
+            source=item.source,
+            spine_class=item.spine_class,
+        )
+
+
+def _stop(walker: _Walker, step: Step, reason: str) -> None:
+    walker.stop = step.outcome = reason
+
+
+def chain_spacing(points: list[np.ndarray]) -> float:
+    """Median distance between consecutive points."""
+    return float(np.median(np.linalg.norm(np.diff(np.stack(points), axis=0), axis=1)))
+
+
+def order_along_spine(points: np.ndarray) -> np.ndarray:
+    """Indices ordering the points along their total-least-squares line, top (small y) to bottom."""
+    if len(points) < 2:
+        return np.arange(len(points))
+    centred = points - points.mean(axis=0)
+    direction = np.linalg.svd(centred, full_matrices=False)[2][0]
+    if direction[1] < 0 or (direction[1] == 0 and direction[0] < 0):
+        direction = -direction
+    return np.argsort(centred @ direction, kind="stable")
+
+
+def best_run(scores: np.ndarray, length: int) -> int:
+    """Start of the `length` consecutive scores with the highest mean (the first on ties)."""
+    length = min(length, len(scores))
+    return int(np.argmax(np.convolve(scores, np.ones(length), mode="valid")))
+
+
+def inside(point: np.ndarray, width: int, height: int, margin: float) -> bool:
+    x, y = point
+    return bool(np.isfinite(point).all() and margin <= x <= width - 1 - margin and margin <= y <= height - 1 - margin)
+
+
+def deduplicate(instances: list[Instance], max_iou: float) -> list[int]:
+    """Indices (in order) of the instances kept when, best score first, each one whose mask overlaps a
+    kept one with IoU > max_iou is dropped (non-maximum suppression on masks)."""
+    kept: list[int] = []
+    for i in sorted(range(len(instances)), key=lambda i: -instances[i].score):
+        mask, offset = instances[i].mask, instances[i].offset
+        if all(crop_iou(mask, offset, instances[k].mask, instances[k].offset) <= max_iou for k in kept):
+            kept.append(i)
+    return sorted(kept)

@@ -1,0 +1,183 @@
+"""What the inductive loop passes around and returns: compact masks, instances and a trace.
+
+Masks are never held at image size: a probability crop is a float array plus the (x0, y0) of its
+top-left pixel in the image, clipped to the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from spinefm.data.record import Vertebra
+from spinefm.pipeline.patching import paste
+
+UP, DOWN = "up", "down"
+SEED = "seed"
+
+# Why a direction of the walk stopped (Trace.stops[direction]).
+STOP_REASONS = {
+    "end": "the classifier found this direction's end class at the new centroid (kept)",
+    "background": "the classifier saw background at the new centroid (discarded)",
+    "overlap": "the new mask overlaps the previous one with IoU > overlap_iou (discarded)",
+    "empty_mask": "no pixel of the new mask is above mask_threshold (discarded)",
+    "border": "the predicted point is not a finite point inside the image less border_margin (not segmented)",
+    "max_steps": "max_steps steps were taken in this direction",
+    "one_seed": "a single seed: no direction to walk in",
+    "no_seeds": "nothing to walk from: no detection, or every seed's mask was empty",
+}
+# What happened to the image as a whole (Trace.status).
+STATUSES = ("ok", "no_detections", "no_seeds")
+
+
+@dataclass
+class MaskCrop:
+    """Per-pixel probabilities on a crop of the image: pixel (x, y) of the image is
+    values[y - y0, x - x0] for x0 <= x < x0 + width, y0 <= y < y0 + height."""
+
+    values: np.ndarray
+    offset: tuple[int, int]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.values.shape
+
+    def binary(self, threshold: float) -> np.ndarray:
+        return self.values > threshold
+
+    def weighted_centroid(self, threshold: float) -> np.ndarray | None:
+        """(x, y) centre of the pixels above `threshold`, each weighted by its probability; None if there are none."""
+        weights = np.where(self.values > threshold, self.values, 0).astype(np.float64)
+        total = weights.sum()
+        if total <= 0:
+            return None
+        rows, cols = np.indices(weights.shape)
+        return np.array([(weights * cols).sum() / total + self.offset[0], (weights * rows).sum() / total + self.offset[1]])
+
+
+@dataclass
+class Detection:
+    """A seed detector's instance: its probability crop, score, and the centroid and area (pixels)
+    of its binarised mask."""
+
+    probability: MaskCrop
+    score: float
+    centroid: np.ndarray
+    area: float
+
+
+@dataclass
+class Instance:
+    """A vertebra the loop kept: probability crop and final binary mask on the same crop.
+
+    source: "seed", "up" or "down"; spine_class: what the end classifier said at its centroid
+    (None where it was not asked); score: mean probability over the final mask.
+    """
+
+    probability: MaskCrop
+    mask: np.ndarray
+    centroid: np.ndarray
+    score: float
+    source: str
+    spine_class: str | None = None
+    level: str | None = None
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        return self.probability.offset
+
+    def to_vertebra(self) -> Vertebra:
+        """The instance as a data-layer `Vertebra` (cropped mask), e.g. for evaluation or export."""
+        if self.level is None:
+            raise ValueError("an instance without a level cannot become a Vertebra")
+        return Vertebra(self.level, mask=self.mask, offset=self.offset, exact=False)
+
+    def full_mask(self, height: int, width: int) -> np.ndarray:
+        """The binary mask pasted into an (height, width) image."""
+        return paste(self.mask, self.offset, height, width)
+
+
+@dataclass
+class Step:
+    """One step of the walk. outcome: "kept" or the stop reason that ended its direction."""
+
+    direction: str
+    index: int
+    window: np.ndarray  # (3, 2) furthest, middle, nearest centroid; fewer rows before three exist
+    predicted: np.ndarray
+    outcome: str
+    side: int | None = None
+    refined: np.ndarray | None = None
+    iou: float | None = None
+    spine_class: str | None = None
+
+
+@dataclass
+class Trace:
+    """How the loop got its result: the detections (in detector order), their order along the spine,
+    the seeds (indices into the detections), the refined centroids of the seeds whose mask was not
+    empty, every step (both directions interleaved, as they ran), and why each direction stopped.
+    dropped counts final instances removed: "empty" (nothing left after post-processing),
+    "duplicate" (overlapping a better one), "unlabelled" (its level would fall outside C1..S1)."""
+
+    status: str = "ok"
+    detection_centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    detection_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    order: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    seed_centroids: list[np.ndarray] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    stops: dict[str, str] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def steps_in(self, direction: str) -> list[Step]:
+        return [s for s in self.steps if s.direction == direction]
+
+
+@dataclass
+class LoopResult:
+    """The kept instances top to bottom, with their level labels, and the trace."""
+
+    image_id: str | None
+    image_shape: tuple[int, int]
+    view: str | None
+    instances: list[Instance]
+    trace: Trace
+
+    @property
+    def levels(self) -> list[str | None]:
+        return [i.level for i in self.instances]
+
+    @property
+    def centroids(self) -> np.ndarray:
+        return np.array([i.centroid for i in self.instances]).reshape(-1, 2)
+
+
+# The four components the loop drives. Images are uint8 films (`spinefm.data.intensity.to_uint8`,
+# as in training); points are (x, y) pixels; `sides` are patch sides in image pixels, one per point.
+# `patch` is the component's patch setting {mode, side_px, spacing_factor} (`spinefm.data.patches.patch_side`).
+
+
+class SeedDetector(Protocol):
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]: ...
+
+
+class Segmenter(Protocol):
+    patch: dict
+
+    def segment(self, image: np.ndarray, centres: np.ndarray, sides) -> list[MaskCrop]: ...
+
+
+class NextPointPredictor(Protocol):
+    def predict(self, windows: np.ndarray, image_sizes: np.ndarray) -> np.ndarray:
+        """windows (N, 3, 2) furthest, middle, nearest centroid; image_sizes (N, 2) as (width, height) -> (N, 2)."""
+        ...
+
+
+class EndClassifier(Protocol):
+    patch: dict
+
+    def classify(self, image: np.ndarray, centres: np.ndarray, sides) -> list[str]: ...

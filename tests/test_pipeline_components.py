@@ -1,0 +1,149 @@
+"""The adapters: the same patches as training, exact maps back to image pixels, and the loop end to
+end on tiny trained models (one `train.py experiment=train_all_tiny debug=limit` run per module)."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from datamodules.medsa import VertebraPatchDataset, cut_context
+from spinefm.data.intensity import to_uint8
+from spinefm.data.masks import crop_iou
+from spinefm.data.patches import median_spacing, patch_side
+from spinefm.models.medsa import MedSA
+from spinefm.pipeline import STOP_REASONS, InductiveLoop, LoopConfig
+from spinefm.pipeline.components import MedSASegmenter, checkpoint_paths, load_components, load_loop, to_original_grid
+from spinefm.synthetic import PhantomConfig, generate_phantom
+from tests.train_runs import run_dirs, run_train
+
+PATCH = {"mode": "spacing", "side_px": 600, "spacing_factor": 3.0}
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("train_all_tiny")
+    run_train(log_dir, "experiment=train_all_tiny", "debug=limit")
+    (run,) = run_dirs(log_dir, "train_all_tiny")
+    return run / "manifest.json"
+
+
+def phantoms(count, size=128):
+    return [generate_phantom(seed, PhantomConfig(image_size=size)) for seed in range(count)]
+
+
+class Centre:
+    """A stand-in Med-SA: logits of the low-res target (the vertebra's mask as training cuts it)."""
+
+    def __init__(self, targets):
+        self.targets = targets
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def __call__(self, images, points):
+        return torch.logit(self.targets.clamp(1e-4, 1 - 1e-4))
+
+
+def test_segmenter_patches_are_the_training_patches():
+    record = phantoms(1, 256)[0]
+    model = MedSA(backbone="tiny")
+    segmenter = MedSASegmenter(model, PATCH, model.input_size, model.low_res_size)
+    side = patch_side(PATCH, median_spacing(record))
+    image8 = to_uint8(record.load_image())
+    centres = np.stack([v.centroid() for v in record.vertebrae])
+    inputs, origins, sides = segmenter.cut(image8, centres, side)
+    contexts = [cut_context(image8, v, side, model.input_size, 0.0) for v in record.vertebrae]
+    training = VertebraPatchDataset(contexts, model.input_size, model.low_res_size)
+    for i, sample in enumerate(training):
+        assert torch.equal(torch.from_numpy(inputs[i]).float().div(255.0)[None], sample["image"])
+        assert torch.equal(sample["point"], torch.full((2,), (model.input_size - 1) / 2))
+    assert sides == [side] * len(centres)
+
+
+def test_a_training_target_maps_back_onto_its_vertebra():
+    """The low-res target training asks for, mapped back by the segmenter, is the vertebra again."""
+    record = phantoms(1, 256)[0]
+    low, size = 32, 64
+    side = patch_side(PATCH, median_spacing(record))
+    image8 = to_uint8(record.load_image())
+    contexts = [cut_context(image8, v, side, size, 0.0) for v in record.vertebrae]
+    targets = torch.stack([s["target"][0] for s in VertebraPatchDataset(contexts, size, low)])[:, None]
+    segmenter = MedSASegmenter(Centre(targets), PATCH, size, low)
+    centres = np.stack([v.centroid() for v in record.vertebrae])
+    crops = segmenter.segment(image8, centres, side)
+    height, width = image8.shape
+    for crop, vertebra in zip(crops, record.vertebrae):
+        x0, y0 = crop.offset
+        assert x0 >= 0 and y0 >= 0 and x0 + crop.shape[1] <= width and y0 + crop.shape[0] <= height
+        mask, offset = vertebra.mask_crop()
+        assert crop_iou(crop.binary(0.5), crop.offset, mask, offset) > 0.97
+        assert np.linalg.norm(crop.weighted_centroid(0.5) - (np.argwhere(mask)[:, ::-1].mean(axis=0) + offset)) < 0.25
+
+
+def test_detector_masks_map_onto_the_original_grid_like_a_linear_resize():
+    rng = np.random.default_rng(0)
+    for scaled, original in [((64, 48), (128, 96)), ((64, 48), (50, 37))]:
+        mask = np.zeros(scaled, np.float32)
+        mask[20:30, 10:25] = rng.random((10, 15))
+        crop = to_original_grid(mask, original)
+        full = cv2.resize(mask, original[::-1], interpolation=cv2.INTER_LINEAR)
+        x0, y0 = crop.offset
+        h, w = crop.shape
+        assert np.allclose(crop.values, full[y0 : y0 + h, x0 : x0 + w], atol=1e-5)
+        outside = full.copy()
+        outside[y0 : y0 + h, x0 : x0 + w] = 0
+        assert not outside.any()  # the crop holds every non-zero pixel
+    assert to_original_grid(np.zeros((8, 8), np.float32), (16, 16)) is None
+
+
+def test_adapters_load_from_the_manifest_and_detect(manifest):
+    components = load_components(manifest, overrides={"maskrcnn": {"score_threshold": 0.0, "mask_threshold": 0.5}})
+    assert components.segmenter.info["component"] == "medsa" and components.dataset["name"] == "synthetic"
+    assert components.classifier.classes[:2] == ["background", "vertebra"]
+    records = phantoms(3)
+    images = [r.load_image() for r in records]
+    for record, detections in zip(records, components.detector.detect(images)):
+        height, width = record.image_shape()
+        assert detections, "an untrained detector still scores above 0"
+        for d in detections:
+            x0, y0 = d.probability.offset
+            assert 0 <= x0 and 0 <= y0 and x0 + d.probability.shape[1] <= width and y0 + d.probability.shape[0] <= height
+            assert np.isfinite(d.centroid).all() and 0 <= d.centroid[0] < width and 0 <= d.centroid[1] < height
+            assert d.area > 0 and 0 <= d.score <= 1
+    centres = np.array([[20.0, 30.0], [60.0, 70.0]])
+    assert components.predictor.predict(np.stack([centres[[0, 1, 0]]] * 2), np.array([[100.0, 128.0]] * 2)).shape == (2, 2)
+    assert set(components.classifier.classify(images[0], centres, [20, 30])) <= set(components.classifier.classes)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        checkpoint_paths({"components": {}})
+
+
+def test_the_loop_runs_end_to_end_on_tiny_models(manifest):
+    """Thresholds at 0 and no overlap stop make the tiny models walk; quality is not asserted."""
+    walking = {"mask_threshold": 0.0, "final_threshold": 0.0, "overlap_iou": 1.0, "max_steps": 3, "duplicate_iou": 1.0}
+    loop = load_loop(manifest, walking, overrides={"maskrcnn": {"score_threshold": 0.0, "mask_threshold": 0.5}})
+    default = load_loop(manifest)
+    assert default.config.mask_threshold == 0.9 and default.config.labels.end_levels["lateral_cervical"]["top"] == "C2"
+    for record in phantoms(3):
+        height, width = record.image_shape()
+        for run in (loop, default):
+            result = run.run(record.load_image(), view=record.view, image_id=record.id)
+            assert result.trace.status in ("ok", "no_detections", "no_seeds")
+            assert set(result.trace.stops.values()) <= set(STOP_REASONS)
+            for instance in result.instances:
+                assert np.isfinite(instance.centroid).all()
+                assert 0 <= instance.centroid[0] <= width - 1 and 0 <= instance.centroid[1] <= height - 1
+                assert instance.level is not None and instance.mask.any()
+                assert instance.mask.size < height * width
+        walked = loop.run(record.load_image(), view=record.view)
+        assert walked.trace.status == "ok" and walked.trace.steps  # every component was called
+        assert all(len(walked.trace.steps_in(d)) <= 3 for d in ("up", "down"))
+
+
+def test_a_loop_config_object_is_used_as_given(manifest):
+    config = LoopConfig(max_steps=2)
+    loop = load_loop(manifest, config)
+    assert isinstance(loop, InductiveLoop) and loop.config.max_steps == 2 and loop.config.mask_threshold == 0.9
+    assert loop.config.labels.first_level == "C2" and config.labels.first_level is None  # the caller's object is untouched
