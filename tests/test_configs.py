@@ -76,7 +76,7 @@ def test_export_config_requires_out():
         _ = cfg.out
 
 
-@pytest.mark.parametrize("script", ["infer.py", "evaluate.py"])
+@pytest.mark.parametrize("script", ["evaluate.py"])
 def test_pending_entry_points_explain_themselves(script):
     done = subprocess.run([sys.executable, script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2

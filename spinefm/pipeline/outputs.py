@@ -1,0 +1,138 @@
+"""What `infer.py` writes per film `<id>`, each file atomically (`spinefm.io_utils`):
+
+- `<id>.labels.png`: uint8 label map at the film's size; pixel value = index of the level in
+  `spinefm.data.levels.LEVELS` + 1 (C1 = 1 ... S1 = 26), 0 = background. Where two masks overlap,
+  the lower instance (later in the list) wins.
+- `<id>.overlay.png`: the film in grey (scaled to `max_side` px on its long side when larger),
+  each vertebra a translucent colour with its outline and level name.
+- `<id>.json` (written last, so its presence means the film is done): COCO-like instances
+  `{image: {id, file, height, width, view, inverted, spacing_mm}, instances: [{level, category_id
+  (label map value), score, source, spine_class, area, centroid [x, y], bbox_xyxy, segmentation
+  [[x0, y0, x1, y1, ...], ...]}], trace}`. Coordinates are pixels with pixel centres at integers
+  (the project's convention; COCO files add 0.5); a box's x1, y1 are exclusive. `segmentation`
+  holds one polygon per connected part of the mask (outer boundary pixels, `cv2.findContours`;
+  parts under 3 boundary points are left out). `trace` is the loop's `Trace`: detections, seeds and
+  their refined centroids, every step (window, predicted and refined point, IoU, class, outcome),
+  and `stops`, each direction's stop reason (`spinefm.pipeline.types.STOP_REASONS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from spinefm.data.intensity import to_uint8
+from spinefm.data.levels import LEVELS, level_index
+from spinefm.io_utils import atomic_write_json, atomic_write_png
+from spinefm.pipeline.patching import clip_box
+from spinefm.pipeline.types import Instance, LoopResult
+
+SUFFIXES = {"labels": ".labels.png", "overlay": ".overlay.png", "instances": ".json"}
+
+
+def output_paths(output_dir, image_id: str) -> dict[str, Path]:
+    return {kind: Path(output_dir) / f"{image_id}{suffix}" for kind, suffix in SUFFIXES.items()}
+
+
+def is_done(output_dir, image_id: str) -> bool:
+    return output_paths(output_dir, image_id)["instances"].is_file()
+
+
+def label_value(level: str) -> int:
+    return level_index(level) + 1
+
+
+def label_map(result: LoopResult) -> np.ndarray:
+    height, width = result.image_shape
+    labels = np.zeros((height, width), np.uint8)
+    for instance in result.instances:
+        box = clip_box(instance.offset, instance.mask.shape, height, width)
+        if box is None:
+            continue
+        xa, ya, xb, yb = box
+        x0, y0 = instance.offset
+        mask = instance.mask[ya - y0 : yb - y0, xa - x0 : xb - x0]
+        labels[ya:yb, xa:xb][mask] = label_value(instance.level)
+    return labels
+
+
+def polygons(instance: Instance) -> list[list[float]]:
+    contours, _ = cv2.findContours(instance.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    offset = np.asarray(instance.offset, np.float64)
+    return [(c.reshape(-1, 2) + offset).ravel().tolist() for c in contours if len(c) >= 3]
+
+
+def instance_entry(instance: Instance) -> dict:
+    vertebra = instance.to_vertebra()
+    return {
+        "level": instance.level,
+        "category_id": label_value(instance.level),
+        "score": instance.score,
+        "source": instance.source,
+        "spine_class": instance.spine_class,
+        "area": vertebra.area(),
+        "centroid": instance.centroid,
+        "bbox_xyxy": vertebra.box(),
+        "segmentation": polygons(instance),
+    }
+
+
+def instances_json(result: LoopResult, image_info: dict) -> dict:
+    height, width = result.image_shape
+    return {
+        "image": {"id": result.image_id, "height": height, "width": width, "view": result.view, **image_info},
+        "instances": [instance_entry(i) for i in result.instances],
+        "trace": dataclasses.asdict(result.trace),
+        "categories": [{"id": label_value(level), "name": level} for level in LEVELS],
+    }
+
+
+def level_colour(level: str) -> tuple[int, int, int]:
+    """A BGR colour per level; neighbours differ in hue by about 137 degrees (the golden angle)."""
+    hue = int(level_index(level) * 137.5 % 360 / 2)
+    return tuple(int(c) for c in cv2.cvtColor(np.uint8([[[hue, 170, 255]]]), cv2.COLOR_HSV2BGR)[0, 0])
+
+
+def overlay(film: np.ndarray, result: LoopResult, labels: np.ndarray, max_side: int, alpha: float) -> np.ndarray:
+    """A BGR picture of the film with each vertebra's mask, outline and level name."""
+    scale = min(1.0, max_side / max(film.shape))
+    size = (max(1, round(film.shape[1] * scale)), max(1, round(film.shape[0] * scale)))
+    grey = cv2.resize(to_uint8(film), size, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+    picture = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    thickness = max(1, round(max(size) / 800))
+    font_scale = max(0.35, max(size) / 1600)
+    for instance in result.instances:
+        mask = small == label_value(instance.level)
+        if not mask.any():
+            continue
+        colour = level_colour(instance.level)
+        picture[mask] = ((1 - alpha) * picture[mask] + alpha * np.array(colour)).astype(np.uint8)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(picture, contours, -1, colour, thickness)
+        _label(picture, instance, mask, scale, colour, font_scale, thickness)
+    return picture
+
+
+def _label(picture, instance: Instance, mask: np.ndarray, scale: float, colour, font_scale: float, thickness: int) -> None:
+    """The level name just right of the mask, at the centroid's height, dark-edged to read on any film."""
+    x = int(np.nonzero(mask.any(axis=0))[0].max()) + 3 * thickness
+    y = int(round(instance.centroid[1] * scale))
+    (width, height), _ = cv2.getTextSize(instance.level, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+    x = min(x, picture.shape[1] - width - 1)  # a spine near the right edge gets its names inside the film
+    origin = (max(0, x), int(np.clip(y + height // 2, height, picture.shape[0] - 1)))
+    cv2.putText(picture, instance.level, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(picture, instance.level, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, thickness, cv2.LINE_AA)
+
+
+def write_outputs(output_dir, result: LoopResult, film: np.ndarray, image_info: dict, overlay_cfg: dict) -> dict[str, Path]:
+    """The label map, overlay and instances JSON of one film (the JSON last: it marks the film done)."""
+    paths = output_paths(output_dir, result.image_id)
+    labels = label_map(result)
+    atomic_write_png(paths["labels"], labels)
+    atomic_write_png(paths["overlay"], overlay(film, result, labels, overlay_cfg["max_side"], overlay_cfg["alpha"]))
+    atomic_write_json(paths["instances"], instances_json(result, image_info))
+    return paths
