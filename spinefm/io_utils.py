@@ -10,6 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path, data: bytes) -> Path:
     path = Path(path)
@@ -18,6 +21,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes files private; outputs get the usual mode
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
