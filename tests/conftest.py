@@ -5,6 +5,18 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402  (after the environment is set for child processes)
 
+from train_runs import run_dirs, run_train  # noqa: E402
+
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def manifest(tmp_path_factory):
+    """manifest.json of the four tiny components, trained once per test session on synthetic films."""
+    log_dir = tmp_path_factory.mktemp("train_all_tiny")
+    run_train(log_dir, "experiment=train_all_tiny", "debug=limit")
+    (run,) = run_dirs(log_dir, "train_all_tiny")
+    return run / "manifest.json"

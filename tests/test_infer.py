@@ -14,8 +14,8 @@ from spinefm.pipeline.inputs import find_inputs
 from spinefm.pipeline.outputs import instances_json, label_map, overlay, polygons
 from spinefm.pipeline.types import Instance, LoopResult, MaskCrop, Trace
 from spinefm.synthetic import PhantomConfig, generate_phantom
-from tests.test_image_io import write_dicom
-from tests.train_runs import REPO, run_dirs, run_train
+from test_image_io import write_dicom
+from train_runs import REPO
 
 # Thresholds at 0 and no overlap stop make the tiny models walk (as in test_pipeline_components).
 WALKING = [
@@ -30,14 +30,6 @@ WALKING = [
 GOOD = {"a": 0, "nested/b": 1, "deep16": 2, "rgb": 3, "inverted": 4, "scan": 5}  # id: phantom seed
 BAD = {"corrupt": "unreadable_image", "empty": "empty file", "tiny": "too small", "huge": "too large"}
 SIZES = ["min_side=40", "max_pixels=20000"]  # phantoms are 128 px high, 49 to 60 px wide
-
-
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    log_dir = tmp_path_factory.mktemp("train_all_tiny")
-    run_train(log_dir, "experiment=train_all_tiny", "debug=limit")
-    (run,) = run_dirs(log_dir, "train_all_tiny")
-    return run / "manifest.json"
 
 
 def film(seed):

@@ -14,17 +14,8 @@ from spinefm.models.medsa import MedSA
 from spinefm.pipeline import STOP_REASONS, InductiveLoop, LoopConfig
 from spinefm.pipeline.components import MedSASegmenter, checkpoint_paths, load_components, load_loop, to_original_grid
 from spinefm.synthetic import PhantomConfig, generate_phantom
-from tests.train_runs import run_dirs, run_train
 
 PATCH = {"mode": "spacing", "side_px": 600, "spacing_factor": 3.0}
-
-
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    log_dir = tmp_path_factory.mktemp("train_all_tiny")
-    run_train(log_dir, "experiment=train_all_tiny", "debug=limit")
-    (run,) = run_dirs(log_dir, "train_all_tiny")
-    return run / "manifest.json"
 
 
 def phantoms(count, size=128):

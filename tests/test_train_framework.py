@@ -72,14 +72,14 @@ def test_ddp_on_two_cpu_processes_trains_into_one_run_folder(tmp_path):
     assert result["global_step"] > 0 and Path(result["best_checkpoint"]).is_file()
 
 
-def test_train_all_writes_a_manifest_of_four_loadable_checkpoints(tmp_path):
+def test_train_all_writes_a_manifest_of_four_loadable_checkpoints(manifest):
+    """`manifest`: tests/conftest.py runs `train.py experiment=train_all_tiny debug=limit` once."""
     import json
 
     from spinefm.checkpoints import load_component
 
-    run_train(tmp_path, "experiment=train_all_tiny", "debug=limit")
-    (run,) = run_dirs(tmp_path, "train_all_tiny")
-    manifest = json.loads((run / "manifest.json").read_text())
+    run = manifest.parent
+    manifest = json.loads(manifest.read_text())
     assert manifest["dataset"]["name"] == "synthetic"
     assert list(manifest["components"]) == ["maskrcnn", "medsa", "point_predictor", "spine_end"]
     for name, component in manifest["components"].items():
