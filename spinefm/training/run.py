@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import get_object, instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spinefm.io_utils import atomic_write_json
@@ -56,14 +57,16 @@ def train_all(cfg: DictConfig, output_dir: Path) -> dict:
     """Train every stage in `cfg.stages` in order, each in its own sub-folder; write manifest.json."""
     components = {}
     for name in cfg.stages:
-        stage_cfg = stage_config(cfg, name, output_dir / name)
         stage_dir = output_dir / name
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(stage_cfg, stage_dir / "config.yaml")
+        stage_cfg = stage_config(cfg, name, stage_dir)
+        if rank_zero_only.rank == 0:
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(stage_cfg, stage_dir / "config.yaml")
         result = train_stage(stage_cfg, stage_dir)
         components[name] = {k: result[k] for k in ("best_checkpoint", "last_checkpoint", "monitor", "best_value", "seconds")}
     manifest = {"dataset": dataset_identity(cfg.dataset), "components": components}
-    atomic_write_json(output_dir / "manifest.json", manifest)
+    if rank_zero_only.rank == 0:  # under DDP every rank trains; one writes
+        atomic_write_json(output_dir / "manifest.json", manifest)
     return manifest
 
 
