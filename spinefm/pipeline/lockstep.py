@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinefm.data.intensity import to_uint8
 from spinefm.pipeline.loop import InductiveLoop
 from spinefm.pipeline.types import LoopResult
 
@@ -107,10 +106,7 @@ class LockstepRunner:
         image_ids = list(image_ids) if image_ids is not None else [None] * len(images)
         if not len(views) == len(image_ids) == len(images):
             raise ValueError(f"{len(images)} images but {len(views)} views and {len(image_ids)} image ids")
-        films = [to_uint8(np.asarray(image)) for image in images]
-        for film, image_id in zip(films, image_ids):
-            if film.ndim != 2:
-                raise ValueError(f"{image_id or 'image'}: expected a 2-D grey image, got shape {film.shape}")
+        films = [self.loop.film(image, image_id) for image, image_id in zip(images, image_ids)]
         self.calls = {kind: 0 for kind in ("detect", *SERVE_ORDER)}
         if not films:
             return []

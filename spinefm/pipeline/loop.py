@@ -123,10 +123,16 @@ class InductiveLoop:
     def run(self, image: np.ndarray, view: str | None = None, image_id: str | None = None) -> LoopResult:
         """image: the radiograph as loaded (`ImageRecord.load_image()`, any bit depth); the models see it
         through `to_uint8`, as in training. view: the film's view (for end levels and labels)."""
+        film = self.film(image, image_id)
+        return self.run_detections(film, self.detector.detect([film])[0], view, image_id)
+
+    @staticmethod
+    def film(image: np.ndarray, image_id: str | None = None) -> np.ndarray:
+        """The uint8 2-D film every component sees (ValueError for anything that is not 2-D)."""
         film = to_uint8(np.asarray(image))
         if film.ndim != 2:
             raise ValueError(f"{image_id or 'image'}: expected a 2-D grey image, got shape {film.shape}")
-        return self.run_detections(film, self.detector.detect([film])[0], view, image_id)
+        return film
 
     def run_detections(self, film: np.ndarray, detections: list[Detection], view: str | None = None, image_id: str | None = None) -> LoopResult:
         """The loop from given detections on a uint8 film (steps 1-4 after detection)."""
