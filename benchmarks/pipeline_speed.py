@@ -17,11 +17,12 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.components import load_loop
-from spinefm.pipeline.lockstep import LockstepRunner, SequentialLoop
+from spinefm.pipeline.lockstep import LockstepRunner
 from spinefm.pipeline.loop import InductiveLoop
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
@@ -59,15 +60,16 @@ class Timed:
         return timed
 
 
-def _timed_loop(loop: InductiveLoop, kind: type, seconds: dict, calls: dict) -> InductiveLoop:
+def _timed_loop(loop: InductiveLoop, sequential: bool, seconds: dict, calls: dict) -> InductiveLoop:
     parts = {"detector": "detect", "segmenter": "segment", "predictor": "predict", "classifier": "classify"}
-    return kind(**{name: Timed(getattr(loop, name), stage, seconds, calls) for name, stage in parts.items()}, config=loop.config)
+    config = replace(loop.config, sequential=sequential)
+    return InductiveLoop(**{name: Timed(getattr(loop, name), stage, seconds, calls) for name, stage in parts.items()}, config=config)
 
 
 def run_mode(loop: InductiveLoop, mode: str, images, views, image_ids) -> tuple[list, dict]:
     """The results of one mode on every film, and its timings."""
     seconds, calls = defaultdict(float), defaultdict(int)
-    timed = _timed_loop(loop, SequentialLoop if mode == "sequential" else InductiveLoop, seconds, calls)
+    timed = _timed_loop(loop, mode == "sequential", seconds, calls)
     start = time.perf_counter()
     if mode.startswith("lockstep"):
         results = LockstepRunner(timed, detect_by_shape=mode == "lockstep").run_many(images, views, image_ids)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -30,7 +32,30 @@ def atomic_write_bytes(path, data: bytes) -> Path:
 
 
 def atomic_write_json(path, payload) -> Path:
-    return atomic_write_bytes(path, (json.dumps(payload, indent=2, default=_jsonable) + "\n").encode())
+    """Strict JSON: NaN and infinities (a missing figure, a point that left the image) become null."""
+    return atomic_write_bytes(path, (json.dumps(_finite(payload), indent=2, default=_jsonable, allow_nan=False) + "\n").encode())
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def atomic_write_csv(path, rows, columns) -> Path:
+    """A CSV file with a header of `columns` and one line per row: a dict keyed by
+    column (a missing key or None is an empty cell; a key not in `columns` raises ValueError)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 def atomic_write_png(path, pixels: np.ndarray) -> Path:

@@ -11,8 +11,9 @@ import pytest
 from spinefm.data.levels import LEVELS
 from spinefm.pipeline import STOP_REASONS
 from spinefm.pipeline.inputs import find_inputs
-from spinefm.pipeline.outputs import instances_json, label_map, overlay, polygons
-from spinefm.pipeline.types import Instance, LoopResult, MaskCrop, Trace
+from spinefm.io_utils import atomic_write_json
+from spinefm.pipeline.outputs import instances_json, label_map, overlay, polygons, read_prediction
+from spinefm.pipeline.types import DOWN, Instance, LoopResult, MaskCrop, Step, Trace
 from spinefm.synthetic import PhantomConfig, generate_phantom
 from test_image_io import write_dicom
 from train_runs import REPO
@@ -164,7 +165,19 @@ def test_label_map_polygons_and_json_of_a_hand_made_result():
     entry = payload["instances"][1]
     assert entry["category_id"] == l1 and entry["area"] == 12 and list(entry["bbox_xyxy"]) == [10, 20, 14, 23]
     assert payload["trace"]["stops"] == {"up": "end", "down": "border"} and payload["image"]["view"] == "lateral_lumbar"
-    json.dumps(payload, default=lambda value: value.tolist())
+
+
+def test_instances_json_is_strict_and_reads_back_the_exact_masks(tmp_path):
+    result = hand_made_result(40, 30)
+    result.trace.steps = [Step(DOWN, 0, np.zeros((3, 2)), np.array([np.nan, 12.0]), "border")]  # a point that left the film
+    atomic_write_json(tmp_path / "hand.json", instances_json(result, {"file": "hand.png"}))
+    text = (tmp_path / "hand.json").read_text()
+    assert "NaN" not in text and json.loads(text)["trace"]["steps"][0]["predicted"] == [None, 12.0]
+    image, vertebrae, scores = read_prediction(tmp_path / "hand.json")
+    assert image["id"] == "hand" and [v.level for v in vertebrae] == ["T12", "L1", "L2"] and scores == [0.9] * 3
+    for vertebra, instance in zip(vertebrae, result.instances):
+        mask, offset = vertebra.mask_crop()
+        assert offset == instance.offset and np.array_equal(mask, instance.mask)
 
 
 def test_overlay_is_a_downscaled_colour_picture_of_the_masks():

@@ -7,7 +7,7 @@ import pytest
 from benchmarks.pipeline_speed import MODES, STAGES, benchmark
 from spinefm.data.intensity import to_uint8
 from spinefm.pipeline import InductiveLoop
-from spinefm.pipeline.lockstep import LockstepRunner, SequentialLoop
+from spinefm.pipeline.lockstep import LockstepRunner
 from spinefm.pipeline.types import DOWN, UP
 from spinefm.synthetic import PhantomConfig, generate_phantom
 from test_pipeline_loop import LABELS, OracleClassifier, OracleDetector, OraclePredictor, OracleSegmenter, Truth, middle, phantom
@@ -124,15 +124,15 @@ def assert_same(result, expected, same_step_order=True):
         assert all(np.array_equal(s.predicted, e.predicted) and np.array_equal(s.window, e.window) for s, e in zip(steps, expected_steps))
 
 
-@pytest.mark.parametrize("kind", [InductiveLoop, SequentialLoop])
-def test_lockstep_gives_each_films_own_results_with_one_batch_per_component_and_round(kind):
+@pytest.mark.parametrize("sequential", [False, True])
+def test_lockstep_gives_each_films_own_results_with_one_batch_per_component_and_round(sequential):
     records, detected = films_and_detections()
     images, views, ids = [r.image for r in records], [r.view for r in records], [r.id for r in records]
     films = Films(records, detected)
-    loop = kind(*films.components(), {"labels": LABELS})
+    loop = InductiveLoop(*films.components(), {"labels": LABELS, "sequential": sequential})
     expected = [loop.run(image, view, image_id) for image, view, image_id in zip(images, views, ids)]
     alone = films.batches
-    films.batches = {kind: [] for kind in films.batches}
+    films.batches = {stage: [] for stage in films.batches}
     runner = LockstepRunner(loop)
     results = runner.run_many(images, views, ids)
     for result, one in zip(results, expected, strict=True):
@@ -152,7 +152,7 @@ def test_the_sequential_walk_equals_the_batched_one_one_vertebra_per_call():
     records, detected = films_and_detections()
     films = Films(records, detected)
     default = InductiveLoop(*films.components(), {"labels": LABELS})
-    sequential = SequentialLoop(*films.components(), {"labels": LABELS})
+    sequential = InductiveLoop(*films.components(), {"labels": LABELS, "sequential": True})
     for record in records:
         expected = default.run(record.image, record.view, record.id)
         films.batches = {kind: [] for kind in films.batches}

@@ -4,10 +4,16 @@ Each adapter cuts its inputs exactly as its training stage did (same crops, resi
 film) and maps outputs back onto image pixels. Thresholds and sizes come from the checkpoint's
 `inference` entry; keyword arguments override them. Segmenter and classifier split into `cut`
 (numpy, per image) and `infer` (one batched forward), so inputs from many images can share a batch.
+
+Each adapter runs on the device its model is on (move `adapter.model`, e.g. through a LightningModule
+holding them). Under a mixed-precision autocast (`infer.py trainer.precision=bf16-mixed`) Med-SA and
+the classifier run in bf16; the detector and the point predictor always run in float32, because
+their outputs are pixel coordinates (bf16 keeps 8 bits: +-2 px at x = 1000).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -33,13 +39,34 @@ def _sides(sides, count: int) -> list[int]:
     return [int(sides)] * count if np.isscalar(sides) else [int(s) for s in sides]
 
 
+class _Adapter:
+    model: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are (the CPU for a model without any)."""
+        parameters = self.model.parameters() if isinstance(self.model, torch.nn.Module) else iter(())
+        return next((p.device for p in parameters), torch.device("cpu"))
+
+
+def _full_precision(method):
+    """Run `method` with autocast off, so coordinates stay float32 under a mixed-precision run."""
+
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with torch.autocast(self.device.type, enabled=False):
+            return method(self, *args, **kwargs)
+
+    return wrapped
+
+
 def _with_info(adapter, info: dict):
     """Keep the checkpoint's `spinefm` entry on an adapter built from it."""
     adapter.info = info
     return adapter
 
 
-class MaskRCNNDetector:
+class MaskRCNNDetector(_Adapter):
     """Mask R-CNN on the film scaled to `image_size` on its long side (as in training); each mask is
     resampled onto the original pixel grid over the part where the model drew it, and binarised at
     `mask_threshold` for its centroid and area. Only detections scoring above `score_threshold` are
@@ -51,7 +78,6 @@ class MaskRCNNDetector:
         self.image_size = image_size
         self.score_threshold = score_threshold
         self.mask_threshold = mask_threshold
-        self.device = torch.device(device)
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", **overrides) -> "MaskRCNNDetector":
@@ -60,6 +86,7 @@ class MaskRCNNDetector:
         return _with_info(cls(model, **{**settings, **overrides}, device=device), info)
 
     @torch.inference_mode()
+    @_full_precision
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         # the training stage's own scaling (a record without vertebrae), so the model sees the same film
         films = [scale_record(ImageRecord("film", [], image=image), self.image_size, None, 1).image for image in images]
@@ -96,7 +123,7 @@ def to_original_grid(mask: np.ndarray, shape: tuple[int, int]) -> MaskCrop | Non
     return MaskCrop(resample(mask, scale, (x0, y0), (y1 - y0, x1 - x0)), (x0, y0))
 
 
-class MedSASegmenter:
+class MedSASegmenter(_Adapter):
     """Med-SA on side x side patches (`patch_origin` / `crop_patch` / `resize_square`, as
     `datamodules.medsa`), prompted with one point at the patch centre; the sigmoid of the low-res
     logits goes back onto image pixels: low-res pixel u covers x0 + (u + 0.5) * side / L - 0.5."""
@@ -112,7 +139,6 @@ class MedSASegmenter:
         self.input_size = input_size
         self.low_res_size = low_res_size
         self.batch_size = batch_size
-        self.device = torch.device(device)
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", model_overrides: dict | None = None, **overrides) -> "MedSASegmenter":
@@ -153,12 +179,11 @@ class MedSASegmenter:
         return MaskCrop(values, (xa, ya))
 
 
-class PointPredictorAdapter:
+class PointPredictorAdapter(_Adapter):
     """The point predictor on (N, 3, 2) pixel windows: `PointPredictor.forward` works in pixels."""
 
     def __init__(self, model, device: str = "cpu"):
         self.model = model.to(device).eval()
-        self.device = torch.device(device)
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", **overrides) -> "PointPredictorAdapter":
@@ -166,13 +191,14 @@ class PointPredictorAdapter:
         return _with_info(cls(model, **overrides, device=device), info)
 
     @torch.inference_mode()
+    @_full_precision
     def predict(self, windows: np.ndarray, image_sizes: np.ndarray) -> np.ndarray:
         windows = torch.as_tensor(np.asarray(windows), dtype=torch.float32, device=self.device)
         sizes = torch.as_tensor(np.asarray(image_sizes), dtype=torch.float32, device=self.device)
         return self.model(windows, sizes).double().cpu().numpy()
 
 
-class SpineEndAdapter:
+class SpineEndAdapter(_Adapter):
     """The spine-end classifier on `classifier_patch` patches (as `datamodules.spine_end`); returns class names."""
 
     def __init__(self, model, classes: Sequence[str], patch: Mapping, input_size: int, batch_size: int = 64, device: str = "cpu"):
@@ -181,7 +207,6 @@ class SpineEndAdapter:
         self.patch = dict(patch)
         self.input_size = input_size
         self.batch_size = batch_size
-        self.device = torch.device(device)
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", **overrides) -> "SpineEndAdapter":
@@ -215,6 +240,20 @@ class Components:
     predictor: PointPredictorAdapter
     classifier: SpineEndAdapter
     dataset: dict
+
+
+def find_manifest(name, search_root) -> Path:
+    """`name` as a path, or for "latest" the newest manifest.json under `search_root` (where
+    `train.py experiment=train_all` writes its runs)."""
+    if str(name) != "latest":
+        return Path(name)
+    found = sorted(Path(search_root).glob("**/manifest.json"), key=lambda path: path.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(
+            f"pipeline.checkpoints=latest: no manifest.json under {search_root}; train first "
+            "(python train.py experiment=train_all) or name one with pipeline.checkpoints=PATH"
+        )
+    return found[-1]
 
 
 def read_manifest(manifest) -> dict:

@@ -7,8 +7,6 @@ is served with ONE batched call (segmenter and classifier through their `cut` / 
 predictor by stacking windows). The loop's own code decides every step, so each film's result is
 exactly `loop.run`'s. Queues are served in the step's order (predict, segment, classify), so films
 that skipped a call wait for the others and the batches stay full.
-
-`SequentialLoop` walks up fully, then down, one vertebra per call, as the original SpineFM did.
 """
 
 from __future__ import annotations
@@ -23,14 +21,6 @@ from spinefm.pipeline.loop import InductiveLoop
 from spinefm.pipeline.types import LoopResult
 
 SERVE_ORDER = ("predict", "segment", "classify")
-
-
-class SequentialLoop(InductiveLoop):
-    """The loop walking one direction at a time: each step segments, predicts and classifies one vertebra."""
-
-    def _walk(self, film, walkers, trace) -> None:
-        for walker in walkers:
-            super()._walk(film, [walker], trace)
 
 
 @dataclass
@@ -112,9 +102,8 @@ class LockstepRunner:
             return []
         detections = self._detect(films)
         queues = _Queues(running=len(films))
-        # the loop's own class, so a SequentialLoop keeps its walk
         loop = self.loop
-        proxied = type(loop)(None, _Proxy(queues, loop.segmenter), _Proxy(queues, loop.predictor), _Proxy(queues, loop.classifier), loop.config)
+        proxied = InductiveLoop(None, _Proxy(queues, loop.segmenter), _Proxy(queues, loop.predictor), _Proxy(queues, loop.classifier), loop.config)
         results: list[LoopResult | None] = [None] * len(films)
         errors: list[BaseException] = []
 

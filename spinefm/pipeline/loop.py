@@ -9,7 +9,8 @@
 4. Post-process (smoothing, final threshold), drop duplicates one-to-one, label levels.
 
 The two directions are independent (each has its own window, previous mask and spacing), so they
-step in lockstep: one batched call per component and step serves both.
+step in lockstep: one batched call per component and step serves both (`LoopConfig.sequential`:
+one direction after the other, as the original).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class LoopConfig:
     duplicate_iou: float = 0.5
     crop_floor: float = 0.1
     probability_dtype: str = "float16"
+    sequential: bool = False
     labels: LabelConfig = field(default_factory=LabelConfig)
 
     def __post_init__(self):
@@ -192,6 +194,10 @@ class InductiveLoop:
         return up, down
 
     def _walk(self, film: np.ndarray, walkers: list[_Walker], trace: Trace) -> None:
+        for group in ([w] for w in walkers) if self.config.sequential else [walkers]:
+            self._walk_together(film, group, trace)
+
+    def _walk_together(self, film: np.ndarray, walkers: list[_Walker], trace: Trace) -> None:
         config = self.config
         height, width = film.shape
         while True:

@@ -8,7 +8,9 @@
 - `<id>.json` (written last, so its presence means the film is done): COCO-like instances
   `{image: {id, file, height, width, view, inverted, spacing_mm}, instances: [{level, category_id
   (label map value), score, source, spine_class, area, centroid [x, y], bbox_xyxy, segmentation
-  [[x0, y0, x1, y1, ...], ...]}], trace}`. Coordinates are pixels with pixel centres at integers
+  [[x0, y0, x1, y1, ...], ...], mask: {offset [x0, y0], size [h, w], counts}}], trace}`. `mask` is
+  the exact binary mask: COCO compressed RLE (pycocotools) of its crop, whose top-left pixel is
+  `offset`; `read_prediction` reads it back. NaN or infinite numbers are written as null. Coordinates are pixels with pixel centres at integers
   (the project's convention; COCO files add 0.5); a box's x1, y1 are exclusive. `segmentation`
   holds one polygon per connected part of the mask (outer boundary pixels, `cv2.findContours`;
   parts under 3 boundary points are left out). `trace` is the loop's `Trace`: detections, seeds and
@@ -21,11 +23,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import json
+
 import cv2
 import numpy as np
+from pycocotools import mask as coco_mask
 
 from spinefm.data.intensity import to_uint8
 from spinefm.data.levels import LEVELS, level_index
+from spinefm.data.record import Vertebra
 from spinefm.io_utils import atomic_write_json, atomic_write_png
 from spinefm.pipeline.patching import clip_box
 from spinefm.pipeline.types import Instance, LoopResult
@@ -77,7 +83,29 @@ def instance_entry(instance: Instance) -> dict:
         "centroid": instance.centroid,
         "bbox_xyxy": vertebra.box(),
         "segmentation": polygons(instance),
+        "mask": encode_mask(instance.mask, instance.offset),
     }
+
+
+def encode_mask(mask: np.ndarray, offset: tuple[int, int]) -> dict:
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"offset": [int(offset[0]), int(offset[1])], "size": [int(n) for n in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_mask(entry: dict) -> tuple[np.ndarray, tuple[int, int]]:
+    mask = coco_mask.decode({"size": entry["size"], "counts": entry["counts"].encode("ascii")}).astype(bool)
+    return mask, (int(entry["offset"][0]), int(entry["offset"][1]))
+
+
+def read_prediction(path) -> tuple[dict, list[Vertebra], list[float]]:
+    """An instances JSON as (its image entry, the vertebrae top to bottom with exact masks, their scores)."""
+    payload = json.loads(Path(path).read_text())
+    vertebrae, scores = [], []
+    for instance in payload["instances"]:
+        mask, offset = decode_mask(instance["mask"])
+        vertebrae.append(Vertebra(instance["level"], mask=mask, offset=offset, exact=False))
+        scores.append(float(instance["score"]))
+    return payload["image"], vertebrae, scores
 
 
 def instances_json(result: LoopResult, image_info: dict) -> dict:

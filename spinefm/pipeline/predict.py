@@ -1,0 +1,157 @@
+"""The inductive loop under Lightning's `Trainer.predict`: films in lockstep batches, on any devices.
+
+`PipelineModule.predict_step` runs one batch of films together (`LockstepRunner`); `OutputWriter`
+writes each film's outputs (`outputs.write_outputs`) as its batch ends and, at the end, one
+`summary.json` for the whole run. Under DDP (several GPUs, nodes, or CPU processes) Lightning gives
+each rank its own share of the inputs without repeating any (prediction uses an unrepeated sampler),
+each rank writes its films' outputs, and rank 0 writes the summary of all ranks.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch import nn
+from torch.utils.data import DataLoader
+
+from spinefm.data.record import ImageRecord
+from spinefm.io_utils import atomic_write_json
+from spinefm.pipeline.films import Film, FilmDataset, FilmSettings
+from spinefm.pipeline.inputs import InputImage, find_inputs
+from spinefm.pipeline.lockstep import LockstepRunner
+from spinefm.pipeline.loop import InductiveLoop
+from spinefm.pipeline.outputs import write_outputs
+from spinefm.pipeline.types import LoopResult
+
+PARTS = ("detector", "segmenter", "predictor", "classifier")
+
+
+class PipelineModule(pl.LightningModule):
+    """A loop whose components' networks are registered here, so Lightning moves them to each rank's
+    device and its precision setting (autocast) applies to them. `view`: for films without their own."""
+
+    def __init__(self, loop: InductiveLoop, view: str | None = None):
+        super().__init__()
+        self.loop = loop
+        self.view = view
+        models = {part: getattr(getattr(loop, part), "model", None) for part in PARTS}
+        self.networks = nn.ModuleDict({part: model for part, model in models.items() if isinstance(model, nn.Module)})
+
+    def predict_step(self, films: list[Film], batch_idx: int) -> list[tuple[Film, LoopResult | str | None]]:
+        """Each film with its result, the error that stopped it, or None when it was not run (done or unusable)."""
+        usable = [film for film in films if film.pixels is not None]
+        outcomes = dict(zip((film.id for film in usable), self._run(usable)))
+        return [(film, outcomes.get(film.id)) for film in films]
+
+    def _run(self, films: list[Film]) -> list[LoopResult | str]:
+        if not films:
+            return []
+        try:
+            views = [film.view or self.view for film in films]
+            return LockstepRunner(self.loop).run_many([f.pixels for f in films], views, [f.id for f in films])
+        except Exception:  # a film broke the batch: run them one by one, so only that film fails
+            return [self._run_one(film) for film in films]
+
+    def _run_one(self, film: Film) -> LoopResult | str:
+        try:
+            return self.loop.run(film.pixels, film.view or self.view, film.id)
+        except Exception as error:
+            return f"inference failed: {type(error).__name__}: {error}"
+
+
+class OutputWriter(BasePredictionWriter):
+    """Writes each film's outputs as its batch ends and the run's `summary.json` at the end:
+    input, output, total, processed / skipped (already done) ids, failed [{id, path, reason}], seconds,
+    world_size. `summary` holds it afterwards on every rank."""
+
+    def __init__(self, output_dir, source, overlay: dict):
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+        self.source = str(source)
+        self.overlay = overlay
+        self.summary: dict | None = None
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+        self.processed, self.skipped, self.failed = [], [], []
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:
+        for film, outcome in prediction:
+            if film.done:
+                self.skipped.append(film.id)
+            elif film.problem is not None or not isinstance(outcome, LoopResult):
+                self.failed.append({"id": film.id, "path": str(film.path), "reason": film.problem or outcome})
+            else:
+                try:
+                    write_outputs(self.output_dir, outcome, film.pixels, film.info, self.overlay)
+                    self.processed.append(film.id)
+                except Exception as error:
+                    self.failed.append({"id": film.id, "path": str(film.path), "reason": f"writing outputs failed: {type(error).__name__}: {error}"})
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        parts = _gather((self.processed, self.skipped, self.failed))
+        summary = {"input": self.source, "output": str(self.output_dir), "world_size": len(parts)}
+        for key, index in (("processed", 0), ("skipped", 1), ("failed", 2)):
+            summary[key] = sorted((item for part in parts for item in part[index]), key=lambda item: item if isinstance(item, str) else item["id"])
+        summary["total"] = sum(len(summary[key]) for key in ("processed", "skipped", "failed"))
+        summary["seconds"] = round(time.perf_counter() - self.start, 3)
+        if trainer.is_global_zero:
+            atomic_write_json(self.output_dir / "summary.json", summary)
+        self.summary = summary
+
+
+def _gather(part) -> list:
+    """Every rank's `part` (a picklable object), in rank order."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [part]
+    parts = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, part)
+    return parts
+
+
+def predict_films(
+    loop: InductiveLoop,
+    inputs: list[InputImage | ImageRecord],
+    output_dir,
+    trainer_factory,
+    source: str = "",
+    view: str | None = None,
+    settings: FilmSettings | None = None,
+    films_per_batch: int = 8,
+    num_workers: int = 0,
+    overlay: dict | None = None,
+) -> dict | None:
+    """Infer the films into `output_dir`; returns the summary on global rank 0 (None on the others).
+
+    trainer_factory(callbacks) -> a Lightning Trainer (devices, strategy, precision are its business).
+    source: what the summary names as the input. films_per_batch: films advancing together;
+    num_workers: DataLoader processes reading films ahead.
+    """
+    dataset = FilmDataset(inputs, output_dir, settings or FilmSettings())
+    loader = DataLoader(dataset, batch_size=films_per_batch, num_workers=num_workers, collate_fn=FilmDataset.collate)
+    writer = OutputWriter(output_dir, source, overlay or {"max_side": 2048, "alpha": 0.4})
+    trainer = trainer_factory([writer])
+    if inputs:
+        trainer.predict(PipelineModule(loop, view), dataloaders=loader, return_predictions=False)
+    else:  # nothing to predict: the summary says so
+        writer.on_predict_start(trainer, None)
+        writer.on_predict_end(trainer, None)
+    return writer.summary if trainer.is_global_zero else None
+
+
+def predict_folder(loop: InductiveLoop, source, output_dir, trainer_factory, **options) -> dict | None:
+    """`predict_films` on every film `source` names (a file, folder or list: `inputs.find_inputs`)."""
+    return predict_films(loop, find_inputs(source, exclude=output_dir), output_dir, trainer_factory, source=str(source), **options)
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"{summary['total']} films: {len(summary['processed'])} processed, {len(summary['skipped'])} skipped (already done), "
+        f"{len(summary['failed'])} failed, {summary['seconds']:.1f} s -> {summary['output']}"
+    ]
+    lines += [f"  failed {f['id']}: {f['reason']}" for f in summary["failed"]]
+    return "\n".join(lines)
