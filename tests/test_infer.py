@@ -3,16 +3,21 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from spinefm.data.levels import LEVELS
 from spinefm.pipeline import STOP_REASONS
 from spinefm.pipeline.inputs import find_inputs
 from spinefm.io_utils import atomic_write_json
+from spinefm.pipeline.components import load_loop
+from spinefm.pipeline.films import FilmSettings
 from spinefm.pipeline.outputs import instances_json, label_map, overlay, polygons, read_prediction
+from spinefm.pipeline.predict import PARTS, predict_folder
 from spinefm.pipeline.types import DOWN, Instance, LoopResult, MaskCrop, Step, Trace
 from spinefm.synthetic import PhantomConfig, generate_phantom
 from test_image_io import write_dicom
@@ -192,3 +197,34 @@ def test_overlay_is_a_downscaled_colour_picture_of_the_masks():
     grey = picture[170:200, 0:20].reshape(-1, 3)
     assert np.ptp(grey.astype(int), axis=1).max() == 0  # grey film elsewhere
     assert overlay(film, result, label_map(result), max_side=1000, alpha=0.5).shape == (400, 300, 3)
+
+
+def test_two_cpu_processes_share_the_films_and_write_each_once(manifest, films, tmp_path):
+    output = tmp_path / "ddp"
+    summary = infer(manifest, films, output, tmp_path / "logs", "trainer.accelerator=cpu", "trainer.devices=2",
+                    "trainer.strategy=ddp", "films_per_batch=2", "num_workers=0")
+    assert summary["world_size"] == 2 and summary["total"] == len(GOOD) + len(BAD)
+    assert sorted(summary["processed"]) == sorted(GOOD) and {f["id"] for f in summary["failed"]} == set(BAD)
+    assert all(rank["processed"] > 0 for rank in summary["per_rank"])  # both ranks did real work
+    assert sum(rank["processed"] + rank["failed"] for rank in summary["per_rank"]) == summary["total"]
+    assert sorted(p.name for p in output.rglob("*.json") if p.name != "summary.json") == sorted(f"{Path(i).name}.json" for i in GOOD)
+    assert len(list((tmp_path / "logs" / "infer" / "runs").iterdir())) == 1  # one run folder, not one per process
+
+
+def test_bf16_autocast_runs_medsa_and_classifier_in_bf16_and_keeps_coordinates_float32(manifest, films, tmp_path):
+    from lightning.pytorch import Trainer
+
+    loop = load_loop(manifest, {"mask_threshold": 0.0, "final_threshold": 0.0, "overlap_iou": 1.0, "max_steps": 2},
+                     overrides={"maskrcnn": {"score_threshold": 0.0, "mask_threshold": 0.5}})
+    dtypes = {part: set() for part in PARTS}
+    for part in PARTS:
+        for module in getattr(loop, part).model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                module.register_forward_hook(lambda m, i, out, part=part: dtypes[part].add(out.dtype))
+    trainer = lambda callbacks: Trainer(accelerator="cpu", devices=1, precision="bf16-mixed", logger=False,
+                                        enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
+    summary = predict_folder(loop, films / "a.png", tmp_path / "bf16", trainer, settings=FilmSettings(min_side=40))
+    assert summary["processed"] == ["a"]
+    assert torch.bfloat16 in dtypes["segmenter"] and torch.bfloat16 in dtypes["classifier"]
+    assert dtypes["detector"] == {torch.float32} and dtypes["predictor"] == {torch.float32}
+    assert_consistent(tmp_path / "bf16", "a", film(0).shape)

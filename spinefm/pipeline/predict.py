@@ -65,8 +65,8 @@ class PipelineModule(pl.LightningModule):
 
 class OutputWriter(BasePredictionWriter):
     """Writes each film's outputs as its batch ends and the run's `summary.json` at the end:
-    input, output, total, processed / skipped (already done) ids, failed [{id, path, reason}], seconds,
-    world_size. `summary` holds it afterwards on every rank."""
+    input, output, world_size, processed / skipped (already done) ids, failed [{id, path, reason}], total,
+    per_rank (counts of each rank), seconds. `summary` holds it afterwards on every rank."""
 
     def __init__(self, output_dir, source, overlay: dict):
         super().__init__(write_interval="batch")
@@ -98,6 +98,7 @@ class OutputWriter(BasePredictionWriter):
         for key, index in (("processed", 0), ("skipped", 1), ("failed", 2)):
             summary[key] = sorted((item for part in parts for item in part[index]), key=lambda item: item if isinstance(item, str) else item["id"])
         summary["total"] = sum(len(summary[key]) for key in ("processed", "skipped", "failed"))
+        summary["per_rank"] = [dict(zip(("processed", "skipped", "failed"), map(len, part))) for part in parts]
         summary["seconds"] = round(time.perf_counter() - self.start, 3)
         if trainer.is_global_zero:
             atomic_write_json(self.output_dir / "summary.json", summary)
