@@ -1,6 +1,27 @@
-"""Entry point: evaluation (python evaluate.py dataset=NAME)."""
+"""Evaluate the pipeline on a dataset's test split: SpineFM's metrics and the ones it never counted.
 
-from spinefm.cli_pending import not_yet
+    python evaluate.py dataset=synthetic                       (checkpoints: the newest train_all manifest)
+    python evaluate.py dataset=aasce pipeline.checkpoints=outputs/train_all/runs/<time>/manifest.json
+    python evaluate.py dataset=nhanes predictions=outputs/infer/predictions   (score an infer.py folder)
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from spinefm.evaluation.run import evaluate, format_report
+from spinefm.evaluation.tracking import log_to_wandb
+
+
+@hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    summary = evaluate(cfg)
+    if summary is None:  # not global rank 0
+        return
+    print(format_report(summary))
+    print(f"report: {cfg.paths.output_dir}")
+    if cfg.wandb.enabled:
+        log_to_wandb(summary, cfg.paths.output_dir, cfg.wandb)
+
 
 if __name__ == "__main__":
-    not_yet("evaluate.py", "evaluation")
+    main()

@@ -8,8 +8,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from spinefm.pipeline.films import FilmSettings
-from spinefm.pipeline.from_config import loop_from_config
+from spinefm.pipeline.from_config import loop_from_config, predict_options
 from spinefm.pipeline.predict import format_summary, predict_folder
 
 
@@ -17,17 +16,7 @@ from spinefm.pipeline.predict import format_summary, predict_folder
 def main(cfg: DictConfig) -> None:
     loop, view, manifest = loop_from_config(cfg)
     print(f"checkpoints: {manifest['path']}")
-    summary = predict_folder(
-        loop,
-        cfg.input,
-        cfg.output,
-        lambda callbacks: hydra.utils.instantiate(cfg.trainer, callbacks=callbacks),
-        view=view,
-        settings=FilmSettings(cfg.min_side, cfg.max_pixels, cfg.auto_invert, cfg.overwrite),
-        films_per_batch=cfg.films_per_batch,
-        num_workers=cfg.num_workers,
-        overlay=dict(cfg.overlay),
-    )
+    summary = predict_folder(loop, cfg.input, cfg.output, view=view, **predict_options(cfg))
     if summary is not None:  # global rank 0
         print(format_summary(summary))
 

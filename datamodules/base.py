@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from abc import abstractmethod
 from collections.abc import Mapping
 
@@ -10,11 +9,8 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from spinefm.data.factory import build_reader
-from spinefm.data.problems import DataError
+from spinefm.data.factory import load_records
 from spinefm.data.record import ImageRecord
-
-log = logging.getLogger(__name__)
 
 
 class RecordDataModule(L.LightningDataModule):
@@ -46,16 +42,7 @@ class RecordDataModule(L.LightningDataModule):
         self.skipped: dict[str, list[str]] = {}
 
     def load_records(self, split: str) -> list[ImageRecord]:
-        reader = build_reader(self.dataset_cfg, split)
-        limit = self.max_images.get(split)
-        records, skipped = [], []
-        for index in range(len(reader) if limit is None else min(limit, len(reader))):
-            try:
-                records.append(reader[index])
-            except DataError as error:
-                skipped.append(str(error.problem))
-                log.warning("skipped %s", error.problem)
-        self.skipped[split] = skipped
+        records, self.skipped[split] = load_records(self.dataset_cfg, split, self.max_images.get(split))
         return records
 
     def setup(self, stage: str | None = None) -> None:

@@ -1,9 +1,12 @@
-"""The loop `infer.py` and `evaluate.py` build from their `pipeline` config (configs/pipeline/default.yaml)."""
+"""What `infer.py` and `evaluate.py` build from their configs: the loop (configs/pipeline/default.yaml)
+and how it runs over films (configs/runner/default.yaml)."""
 
 from __future__ import annotations
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from spinefm.pipeline.films import FilmSettings
 from spinefm.pipeline.components import find_manifest, load_loop, read_manifest
 from spinefm.pipeline.loop import InductiveLoop
 
@@ -25,3 +28,14 @@ def loop_from_config(cfg: DictConfig) -> tuple[InductiveLoop, str | None, dict]:
     loop = load_loop(manifest, loop_config, "cpu", pipeline.which, components)
     view = pipeline.view or (manifest.get("dataset") or {}).get("view")
     return loop, view, manifest
+
+
+def predict_options(cfg: DictConfig) -> dict:
+    """`predict_films` keyword arguments from the runner settings (configs/runner/default.yaml)."""
+    return {
+        "trainer_factory": lambda callbacks: instantiate(cfg.trainer, callbacks=callbacks),
+        "settings": FilmSettings(cfg.min_side, cfg.max_pixels, cfg.auto_invert, cfg.overwrite),
+        "films_per_batch": cfg.films_per_batch,
+        "num_workers": cfg.num_workers,
+        "overlay": OmegaConf.to_container(cfg.overlay, resolve=True),
+    }

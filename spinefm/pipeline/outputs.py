@@ -52,16 +52,19 @@ def label_value(level: str) -> int:
 
 
 def label_map(result: LoopResult) -> np.ndarray:
-    height, width = result.image_shape
+    return paint_labels(result.image_shape, [(i.level, i.mask, i.offset) for i in result.instances])
+
+
+def paint_labels(shape: tuple[int, int], masks) -> np.ndarray:
+    """A uint8 label map of (level, bool crop, (x0, y0)) masks; a later mask wins where they overlap."""
+    height, width = shape
     labels = np.zeros((height, width), np.uint8)
-    for instance in result.instances:
-        box = clip_box(instance.offset, instance.mask.shape, height, width)
+    for level, mask, (x0, y0) in masks:
+        box = clip_box((x0, y0), mask.shape, height, width)
         if box is None:
             continue
         xa, ya, xb, yb = box
-        x0, y0 = instance.offset
-        mask = instance.mask[ya - y0 : yb - y0, xa - x0 : xb - x0]
-        labels[ya:yb, xa:xb][mask] = label_value(instance.level)
+        labels[ya:yb, xa:xb][mask[ya - y0 : yb - y0, xa - x0 : xb - x0]] = label_value(level)
     return labels
 
 
@@ -126,34 +129,44 @@ def level_colour(level: str) -> tuple[int, int, int]:
 
 def overlay(film: np.ndarray, result: LoopResult, labels: np.ndarray, max_side: int, alpha: float) -> np.ndarray:
     """A BGR picture of the film with each vertebra's mask, outline and level name."""
-    scale = min(1.0, max_side / max(film.shape))
+    return draw_levels(film, labels, [(i.level, i.centroid) for i in result.instances], max_side, alpha)
+
+
+def draw_levels(film: np.ndarray, labels: np.ndarray, levels, max_side: int, alpha: float) -> np.ndarray:
+    """The film in grey, scaled to `max_side` on its long side when larger, with the label map's masks
+    for `levels` ((level, centroid) pairs) in colour, outlined and named."""
+    scale = picture_scale(film.shape, max_side)
     size = (max(1, round(film.shape[1] * scale)), max(1, round(film.shape[0] * scale)))
     grey = cv2.resize(to_uint8(film), size, interpolation=cv2.INTER_AREA)
     small = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
     picture = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     thickness = max(1, round(max(size) / 800))
     font_scale = max(0.35, max(size) / 1600)
-    for instance in result.instances:
-        mask = small == label_value(instance.level)
+    for level, centroid in levels:
+        mask = small == label_value(level)
         if not mask.any():
             continue
-        colour = level_colour(instance.level)
+        colour = level_colour(level)
         picture[mask] = ((1 - alpha) * picture[mask] + alpha * np.array(colour)).astype(np.uint8)
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(picture, contours, -1, colour, thickness)
-        _label(picture, instance, mask, scale, colour, font_scale, thickness)
+        _label(picture, level, centroid[1] * scale, mask, colour, font_scale, thickness)
     return picture
 
 
-def _label(picture, instance: Instance, mask: np.ndarray, scale: float, colour, font_scale: float, thickness: int) -> None:
-    """The level name just right of the mask, at the centroid's height, dark-edged to read on any film."""
+def picture_scale(shape: tuple[int, int], max_side: int) -> float:
+    return min(1.0, max_side / max(shape))
+
+
+def _label(picture, level: str, y: float, mask: np.ndarray, colour, font_scale: float, thickness: int) -> None:
+    """The level name just right of the mask, at height `y`, dark-edged to read on any film."""
     x = int(np.nonzero(mask.any(axis=0))[0].max()) + 3 * thickness
-    y = int(round(instance.centroid[1] * scale))
-    (width, height), _ = cv2.getTextSize(instance.level, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+    y = int(round(y))
+    (width, height), _ = cv2.getTextSize(level, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
     x = min(x, picture.shape[1] - width - 1)  # a spine near the right edge gets its names inside the film
     origin = (max(0, x), int(np.clip(y + height // 2, height, picture.shape[0] - 1)))
-    cv2.putText(picture, instance.level, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
-    cv2.putText(picture, instance.level, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, thickness, cv2.LINE_AA)
+    cv2.putText(picture, level, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(picture, level, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, thickness, cv2.LINE_AA)
 
 
 def write_outputs(output_dir, result: LoopResult, film: np.ndarray, image_info: dict, overlay_cfg: dict) -> dict[str, Path]:

@@ -119,6 +119,7 @@ def predict_films(
     inputs: list[InputImage | ImageRecord],
     output_dir,
     trainer_factory,
+    *,
     source: str = "",
     view: str | None = None,
     settings: FilmSettings | None = None,

@@ -1,0 +1,57 @@
+"""Clinical angles of each film as predicted and as annotated, and how far apart they are.
+
+Per film: the angles `clinical.clinical_row` gives for its view (AP: the three AASCE Cobb angles;
+lateral: lordosis) from the predicted vertebrae (`pred_*`), from the annotated ones (`annotated_*`)
+and, where the dataset ships reference angles (AASCE `angles.csv`, `record.meta["cobb_angles"]`),
+those (`reference_cobb_*`). The summary gives the AASCE challenge metric, SMAPE of the predicted
+Cobb angles against the reference and against the annotated ones, and mean absolute errors; films
+whose prediction gives no angle (fewer than two vertebrae with endplates) are counted apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinefm.data.record import ImageRecord, Vertebra
+from spinefm.evaluation.clinical import COBB_KEYS, LORDOSIS, clinical_row, smape
+
+
+def clinical_comparison(record: ImageRecord, pred: list[Vertebra], view: str | None, image_height: float) -> dict:
+    row = {"image_id": record.id, "view": view}
+    row |= {f"pred_{k}": v for k, v in clinical_row(pred, view, image_height).items()}
+    row |= {f"annotated_{k}": v for k, v in clinical_row(record.vertebrae, view, image_height).items()}
+    reference = record.meta.get("cobb_angles")
+    if reference is not None:
+        row |= {f"reference_cobb_{k}": float(v) for k, v in zip(COBB_KEYS, reference)}
+    return row
+
+
+def clinical_summary(rows: list[dict]) -> dict:
+    """SMAPE (%) and mean absolute errors (degrees) of the predicted angles; {} without any angle."""
+    summary = {}
+    cobb = [r for r in rows if "pred_cobb_pt" in r]
+    if cobb:
+        pred = _angles(cobb, "pred_cobb")
+        for source in ("reference", "annotated"):
+            truth = _angles(cobb, f"{source}_cobb")
+            if np.isfinite(truth).any():
+                summary[f"cobb_smape_vs_{source}"] = smape(pred, truth)
+                summary[f"cobb_mae_vs_{source}"] = {k: _nan_mean(np.abs(pred[:, i] - truth[:, i])) for i, k in enumerate(COBB_KEYS)}
+        summary["cobb_films"] = len(cobb)
+        summary["cobb_films_unmeasured"] = int((~np.isfinite(pred).all(axis=1)).sum())  # left out of the figures above
+    for name, *_ in LORDOSIS.values():
+        films = [r for r in rows if f"pred_{name}" in r]
+        if films:
+            error = np.array([r[f"pred_{name}"] - r[f"annotated_{name}"] for r in films], np.float64)
+            summary[f"{name}_mae_vs_annotated"] = _nan_mean(np.abs(error))
+            summary[f"{name}_films"] = len(films)
+    return summary
+
+
+def _angles(rows: list[dict], prefix: str) -> np.ndarray:
+    return np.array([[r.get(f"{prefix}_{k}", np.nan) for k in COBB_KEYS] for r in rows], np.float64)
+
+
+def _nan_mean(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else float("nan")
