@@ -1,6 +1,6 @@
 # Two commands for a newcomer (each creates the environment when it is missing):
-#   make demo   train the four components on synthetic spines (tiny settings), then segment and label
-#               held-out synthetic radiographs: overlays in outputs/demo/predictions
+#   make demo   train the four components on synthetic spines (tiny settings), segment and label
+#               held-out synthetic radiographs (overlays in outputs/demo/predictions), evaluate on the test split
 #   make test   run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -26,6 +26,7 @@ demo: $(INSTALLED)
 	$(PY) train.py experiment=train_all_tiny
 	$(PY) -m spinefm.data.export dataset=synthetic $(HELD_OUT) out=$(DEMO_DIR)/films
 	$(PY) infer.py input=$(DEMO_DIR)/films/images output=$(DEMO_DIR)/predictions pipeline.view=lateral_lumbar
+	$(PY) evaluate.py dataset=synthetic
 
 test: $(INSTALLED)
 	$(PY) -m pytest
