@@ -35,12 +35,10 @@ class Film:
 def scale_record(record: ImageRecord, image_size: int, levels: list[str] | None, min_mask_area: int) -> Film:
     """The record's image resized so its long side is `image_size`, with its vertebrae rasterised
     at that scale; masks smaller than `min_mask_area` pixels there are dropped."""
-    pixels = to_uint8(record.load_image())
+    pixels = record.load_image()
     height, width = pixels.shape
-    scale = image_size / max(height, width)
-    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    image = cv2.resize(pixels, shape[::-1], interpolation=interpolation)
+    image = scale_image(pixels, image_size)
+    shape = image.shape
     instances, labels = [], []
     for vertebra in record.vertebrae:
         mask = scaled_mask(vertebra, (height, width), shape)
@@ -49,6 +47,15 @@ def scale_record(record: ImageRecord, image_size: int, levels: list[str] | None,
         instances.append(Vertebra.from_full_mask(vertebra.level, mask))
         labels.append(_label(record.id, vertebra.level, levels))
     return Film(record.id, image, instances, np.asarray(labels, dtype=np.int64))
+
+
+def scale_image(pixels: np.ndarray, image_size: int) -> np.ndarray:
+    """The uint8 film resized so its long side is `image_size` (what the detector sees)."""
+    height, width = pixels.shape
+    scale = image_size / max(height, width)
+    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(to_uint8(pixels), shape[::-1], interpolation=interpolation)
 
 
 def scaled_mask(vertebra: Vertebra, original: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:

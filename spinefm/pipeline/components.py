@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.maskrcnn import scale_record
+from datamodules.maskrcnn import scale_image
 from spinefm.checkpoints import load_component
 from spinefm.data.patches import crop_patch, patch_origin, resize_square
-from spinefm.data.record import ImageRecord
 from spinefm.models.maskrcnn import grey_to_input
 from spinefm.models.spine_end import classifier_patch
 from spinefm.pipeline.loop import InductiveLoop, LoopConfig
@@ -88,8 +87,7 @@ class MaskRCNNDetector(_Adapter):
     @torch.inference_mode()
     @_full_precision
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        # the training stage's own scaling (a record without vertebrae), so the model sees the same film
-        films = [scale_record(ImageRecord("film", [], image=image), self.image_size, None, 1).image for image in images]
+        films = [scale_image(image, self.image_size) for image in images]  # as the training stage scales
         outputs = self.model([grey_to_input(film).to(self.device) for film in films])
         return [self._detections(output, image.shape) for output, image in zip(outputs, images)]
 
