@@ -10,7 +10,7 @@ from spinefm.pipeline import InductiveLoop
 from spinefm.pipeline.lockstep import LockstepRunner
 from spinefm.pipeline.types import DOWN, UP
 from spinefm.synthetic import PhantomConfig, generate_phantom
-from test_pipeline_loop import LABELS, OracleClassifier, OracleDetector, OraclePredictor, OracleSegmenter, Truth, middle, phantom
+from oracles import LABELS, OracleClassifier, OracleDetector, OraclePredictor, OracleSegmenter, Truth, middle, phantom
 
 
 def _key(image) -> bytes:
