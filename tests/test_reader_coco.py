@@ -23,6 +23,7 @@ def write_coco(root, annotations, categories, images=None, name="annotations.jso
     for image in images:
         cv2.imwrite(str(root / "images" / image["file_name"]), np.full((image["height"], image["width"]), 30, np.uint8))
     payload = {"images": images, "annotations": annotations, "categories": categories}
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
     (root / name).write_text(json.dumps(payload))
 
 
@@ -103,3 +104,16 @@ def test_writer_round_trip_keeps_outlines_view_and_spacing(tmp_path):
     assert [v.exact for v in back.vertebrae] == [False, True]
     np.testing.assert_array_equal(back.vertebrae[1].to_mask(H, W), record.vertebrae[1].to_mask(H, W))
     np.testing.assert_array_equal(back.load_image(), pixels)
+
+
+def test_auto_finds_one_json_or_the_exports_per_split_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"annotations/<split>\.json"):
+        CocoReader(tmp_path, split="train")
+    categories = [{"id": 1, "name": "C3"}]
+    for split, names in {"train": ["a.png", "b.png"], "test": ["c.png"]}.items():
+        images = [{"id": i + 1, "file_name": n, "height": H, "width": W} for i, n in enumerate(names)]
+        write_coco(tmp_path, [ann(1, 1, [quad(5, 5)])], categories, images, name=f"annotations/{split}.json")
+    assert CocoReader(tmp_path, split="train").ids == ["a", "b"] and CocoReader(tmp_path, split="test").ids == ["c"]
+    assert CocoReader(tmp_path, split="val").ids == []
+    write_coco(tmp_path, [ann(1, 1, [quad(5, 5)])], categories, [{"id": 1, "file_name": "d.png", "height": H, "width": W}])
+    assert CocoReader(tmp_path, split="all").ids == ["d"]  # annotations.json wins when present

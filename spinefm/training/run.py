@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import get_object, instantiate
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -22,7 +23,10 @@ def dataset_identity(dataset_cfg) -> dict:
 
 
 def train_stage(cfg: DictConfig, output_dir: Path) -> dict:
-    """Fit `cfg.stage` on `cfg.dataset`; returns (and writes as metrics.json) what came out."""
+    """Fit `cfg.stage` on `cfg.dataset`; writes the resolved config, returns (and writes as metrics.json) what came out."""
+    if rank_zero_only.rank == 0:  # under DDP every rank trains; one writes
+        output_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)  # .hydra/config.yaml keeps the interpolations
     L.seed_everything(cfg.seed, workers=True)
     stage = cfg.stage
     datamodule = build_shallow(stage.data, dataset=plain(cfg.dataset), seed=cfg.seed)
@@ -31,7 +35,13 @@ def train_stage(cfg: DictConfig, output_dir: Path) -> dict:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=loggers or False, default_root_dir=str(output_dir))
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    finally:
+        if any(isinstance(logger, WandbLogger) for logger in loggers):
+            import wandb
+
+            wandb.finish()  # else the next stage, or sweep trial, of this process logs into this run
     best, last = callbacks.get("model_checkpoint"), callbacks.get("last_checkpoint")
     result = {
         "stage": stage.name,
@@ -58,11 +68,7 @@ def train_all(cfg: DictConfig, output_dir: Path) -> dict:
     components = {}
     for name in cfg.stages:
         stage_dir = output_dir / name
-        stage_cfg = stage_config(cfg, name, stage_dir)
-        if rank_zero_only.rank == 0:
-            stage_dir.mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(stage_cfg, stage_dir / "config.yaml")
-        result = train_stage(stage_cfg, stage_dir)
+        result = train_stage(stage_config(cfg, name, stage_dir), stage_dir)
         components[name] = {k: result[k] for k in ("best_checkpoint", "last_checkpoint", "monitor", "best_value", "seconds")}
     manifest = {"dataset": dataset_identity(cfg.dataset), "components": components}
     if rank_zero_only.rank == 0:  # under DDP every rank trains; one writes

@@ -3,6 +3,9 @@
     <root>/<annotations>   one COCO JSON for all images, or one per split ({train: ..., val: ..., test: ...})
     <root>/<image_dir>/<file_name>
 
+`annotations: auto` reads `<root>/annotations.json` when it exists, else one JSON per split from
+`<root>/annotations/<split>.json` (the layout `python -m spinefm.data.export` writes).
+
 Categories are level names (`L3`) or a generic vertebra category, whose instances get levels by
 their order from top to bottom, counted from `first_level` (anchor top) or `last_level` (anchor
 bottom). Polygons are read in COCO's pixel-edge convention and stored with pixel centres at
@@ -33,7 +36,7 @@ class CocoReader(Reader):
         self,
         root,
         split: str = "train",
-        annotations="annotations.json",
+        annotations="auto",
         image_dir: str = "images",
         view: str | None = None,
         first_level: str | None = None,
@@ -52,10 +55,11 @@ class CocoReader(Reader):
 
     def _index(self) -> list[Entry]:
         root = self.require_root()
-        if isinstance(self.annotations, Mapping):
-            sources = [(s, root / path) for s, path in self.annotations.items() if self.split in ("all", s)]
+        annotations = _resolve_annotations(root, self.annotations)
+        if isinstance(annotations, Mapping):
+            sources = [(s, root / path) for s, path in annotations.items() if self.split in ("all", s)]
         else:
-            sources = [(None, root / self.annotations)]
+            sources = [(None, root / annotations)]
         entries = []
         for split, path in sources:
             coco = _load_json(path)
@@ -142,9 +146,23 @@ def _spacing(value) -> tuple[float, float] | None:
     return (float(values[0]), float(values[-1]))
 
 
+def _resolve_annotations(root: Path, annotations):
+    if annotations != "auto":
+        return annotations
+    if (root / "annotations.json").is_file():
+        return "annotations.json"
+    per_split = {split: f"annotations/{split}.json" for split in ("train", "val", "test") if (root / "annotations" / f"{split}.json").is_file()}
+    if not per_split:
+        raise FileNotFoundError(
+            f"no COCO annotations in {root}: expected annotations.json or annotations/<split>.json; "
+            "name the file(s) with dataset.reader.annotations"
+        )
+    return per_split
+
+
 def _load_json(path: Path) -> dict:
     if not path.is_file():
-        raise FileNotFoundError(f"COCO annotation file {path} not found; set dataset.annotations")
+        raise FileNotFoundError(f"COCO annotation file {path} not found; set dataset.reader.annotations")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
