@@ -40,7 +40,7 @@ def compose_config(name, *overrides):
 
 
 def test_every_dataset_has_a_writer_or_generator():
-    assert set(DATASETS) == {"aasce", "coco", "csxa", "nhanes", "synthetic"}
+    assert set(DATASETS) == {"aasce", "coco", "csxa", "nhanes", "synthetic", "synthetic_small"}
 
 
 @pytest.mark.parametrize("dataset", DATASETS)

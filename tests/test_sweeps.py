@@ -55,6 +55,8 @@ def test_an_interrupted_optuna_sweep_resumes_where_it_stopped(tmp_path):
         first = subprocess.Popen(
             train_command(tmp_path, *search, "stage.max_epochs=3000", "stage.patience=3000", "-m"),
             cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
+            # a shell's background job (CI, nohup ... &) ignores SIGINT, and children inherit that: restore Ctrl-C
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 300
         while not (sweep / "0" / "checkpoints" / "last.ckpt").is_file():
