@@ -68,8 +68,6 @@ def atomic_write_png(path, pixels: np.ndarray) -> Path:
 def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -14,6 +14,7 @@ import numpy as np
 
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.evaluation.clinical import COBB_KEYS, LORDOSIS, clinical_row, smape
+from spinefm.evaluation.metrics import finite_mean
 
 
 def clinical_comparison(record: ImageRecord, pred: list[Vertebra], view: str | None, image_height: float) -> dict:
@@ -36,14 +37,14 @@ def clinical_summary(rows: list[dict]) -> dict:
             truth = _angles(cobb, f"{source}_cobb")
             if np.isfinite(truth).any():
                 summary[f"cobb_smape_vs_{source}"] = smape(pred, truth)
-                summary[f"cobb_mae_vs_{source}"] = {k: _nan_mean(np.abs(pred[:, i] - truth[:, i])) for i, k in enumerate(COBB_KEYS)}
+                summary[f"cobb_mae_vs_{source}"] = {k: finite_mean(np.abs(pred[:, i] - truth[:, i])) for i, k in enumerate(COBB_KEYS)}
         summary["cobb_films"] = len(cobb)
         summary["cobb_films_unmeasured"] = int((~np.isfinite(pred).all(axis=1)).sum())  # left out of the figures above
     for name, *_ in LORDOSIS.values():
         films = [r for r in rows if f"pred_{name}" in r]
         if films:
             error = np.array([r[f"pred_{name}"] - r[f"annotated_{name}"] for r in films], np.float64)
-            summary[f"{name}_mae_vs_annotated"] = _nan_mean(np.abs(error))
+            summary[f"{name}_mae_vs_annotated"] = finite_mean(np.abs(error))
             summary[f"{name}_films"] = len(films)
     return summary
 
@@ -51,7 +52,3 @@ def clinical_summary(rows: list[dict]) -> dict:
 def _angles(rows: list[dict], prefix: str) -> np.ndarray:
     return np.array([[r.get(f"{prefix}_{k}", np.nan) for k in COBB_KEYS] for r in rows], np.float64)
 
-
-def _nan_mean(values: np.ndarray) -> float:
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else float("nan")

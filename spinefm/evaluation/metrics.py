@@ -178,13 +178,13 @@ def summarize(vertebra_rows: Sequence[dict], image_rows: Sequence[dict], setting
     one = {
         "matched": len(matched),
         "matched_rate": _rate(len(matched), len(truths)),
-        "mean_dice": _mean(r["match_dice"] for r in matched),
-        "mean_iou": _mean(r["match_iou"] for r in matched),
+        "mean_dice": finite_mean(r["match_dice"] for r in matched),
+        "mean_iou": finite_mean(r["match_iou"] for r in matched),
         "false_positives": false_positives,
         "false_positives_per_image": _rate(false_positives, len(image_rows)),
         "missed": len(truths) - len(matched),
-        "label_accuracy": _mean(r["label_exact"] for r in matched),
-        "label_within_one": _mean(r["label_within_one"] for r in matched),
+        "label_accuracy": finite_mean(r["label_exact"] for r in matched),
+        "label_within_one": finite_mean(r["label_within_one"] for r in matched),
         **{name: _mean_median([r[name] for r in matched]) for name in DISTANCES},
     }
     return {
@@ -195,8 +195,8 @@ def summarize(vertebra_rows: Sequence[dict], image_rows: Sequence[dict], setting
         "n_pred": sum(r["n_pred"] for r in image_rows),
         "identified": len(identified),
         "identification_rate": _rate(len(identified), len(truths)),
-        "mean_dice_identified": _mean(r["best_dice"] for r in identified),
-        "mean_image_dice": _mean(r["image_dice"] for r in image_rows),
+        "mean_dice_identified": finite_mean(r["best_dice"] for r in identified),
+        "mean_image_dice": finite_mean(r["image_dice"] for r in image_rows),
         "per_level": per_level(truths),
         "one_to_one": one,
     }
@@ -216,9 +216,9 @@ def per_level(truth_rows: Sequence[dict]) -> dict[str, dict]:
             "n": len(rows),
             "identified": len(identified),
             "identification_rate": _rate(len(identified), len(rows)),
-            "mean_dice": _mean(r["best_dice"] for r in identified),
+            "mean_dice": finite_mean(r["best_dice"] for r in identified),
             "matched_rate": _rate(len(matched), len(rows)),
-            "label_accuracy": _mean(r["label_exact"] for r in matched),
+            "label_accuracy": finite_mean(r["label_exact"] for r in matched),
         }
     return result
 
@@ -252,17 +252,17 @@ def _image_row(image_id: str, rows: list[dict], n_gt: int, n_pred: int) -> dict:
         "n_pred": n_pred,
         "identified": len(identified),
         "identification_rate": _rate(len(identified), n_gt),
-        "mean_dice_identified": _mean(r["best_dice"] for r in identified),
-        "image_dice": _mean(r["best_dice"] if r["identified"] else 0.0 for r in truths),
+        "mean_dice_identified": finite_mean(r["best_dice"] for r in identified),
+        "image_dice": finite_mean(r["best_dice"] if r["identified"] else 0.0 for r in truths),
         "matched": len(matched),
         "matched_rate": _rate(len(matched), n_gt),
-        "mean_match_dice": _mean(r["match_dice"] for r in matched),
-        "mean_match_iou": _mean(r["match_iou"] for r in matched),
+        "mean_match_dice": finite_mean(r["match_dice"] for r in matched),
+        "mean_match_iou": finite_mean(r["match_iou"] for r in matched),
         "false_positives": n_pred - len(matched),
         "missed": n_gt - len(matched),
-        "label_accuracy": _mean(r["label_exact"] for r in matched),
-        "label_within_one": _mean(r["label_within_one"] for r in matched),
-        **{name: _mean(r[name] for r in matched) for name in DISTANCES},
+        "label_accuracy": finite_mean(r["label_exact"] for r in matched),
+        "label_within_one": finite_mean(r["label_within_one"] for r in matched),
+        **{name: finite_mean(r[name] for r in matched) for name in DISTANCES},
     }
 
 
@@ -294,7 +294,8 @@ def _finite(values) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
-def _mean(values) -> float:
+def finite_mean(values) -> float:
+    """Mean of the finite values (None, NaN and infinities left out); NaN when none is left."""
     array = _finite(values)
     return float(array.mean()) if array.size else NAN
 

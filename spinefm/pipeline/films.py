@@ -61,34 +61,27 @@ def load_film(item: InputImage | ImageRecord, output_dir, settings: FilmSettings
     if not settings.overwrite and is_done(output_dir, item.id):
         return Film(item.id, path, done=True)
     try:
-        if isinstance(item, ImageRecord):
-            return _record_film(item, settings)
-        loaded = _read(item, settings)
+        film = _record_film(item) if isinstance(item, ImageRecord) else _file_film(item, settings)
+        _check_size(*film.pixels.shape[:2], settings)  # the header may not tell the decoded size
+    except DataError as error:
+        return Film(item.id, path, problem=f"{error.problem.kind}: {error.problem.message}")
     except Unusable as problem:
         return Film(item.id, path, problem=str(problem))
-    return Film(item.id, path, loaded.pixels, None, loaded.inverted, loaded.spacing_mm)
+    return film
 
 
-def _record_film(record: ImageRecord, settings: FilmSettings) -> Film:
-    try:
-        pixels = record.load_image()
-    except DataError as error:
-        raise Unusable(f"{error.problem.kind}: {error.problem.message}") from error
-    _check_size(*pixels.shape[:2], settings)
+def _record_film(record: ImageRecord) -> Film:
+    pixels = record.load_image()
     return Film(record.id, record.image_path, pixels, record.view, bool(record.meta.get("inverted", False)), record.spacing_mm)
 
 
-def _read(item: InputImage, settings: FilmSettings):
-    try:
-        if item.path.is_file() and item.path.stat().st_size == 0:
-            raise Unusable("empty file")
-        height, width = read_image_size(item.path, item.id)
-        _check_size(height, width, settings)
-        loaded = read_image(item.path, item.id, auto_invert=settings.auto_invert)
-    except DataError as error:
-        raise Unusable(f"{error.problem.kind}: {error.problem.message}") from error
-    _check_size(*loaded.pixels.shape[:2], settings)  # the header may not tell the decoded size
-    return loaded
+def _file_film(item: InputImage, settings: FilmSettings) -> Film:
+    """The file's film; empty files and sizes its header tells are refused before decoding."""
+    if item.path.is_file() and item.path.stat().st_size == 0:
+        raise Unusable("empty file")
+    _check_size(*read_image_size(item.path, item.id), settings)
+    loaded = read_image(item.path, item.id, auto_invert=settings.auto_invert)
+    return Film(item.id, item.path, loaded.pixels, None, loaded.inverted, loaded.spacing_mm)
 
 
 def _check_size(height: int, width: int, settings: FilmSettings) -> None:

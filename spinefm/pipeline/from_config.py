@@ -6,8 +6,8 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from spinefm.pipeline.films import FilmSettings
 from spinefm.pipeline.components import find_manifest, load_loop, read_manifest
+from spinefm.pipeline.films import FilmSettings
 from spinefm.pipeline.loop import InductiveLoop
 
 
