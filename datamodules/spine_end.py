@@ -22,7 +22,7 @@ from spinefm.data.intensity import to_uint8
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord
 from spinefm.data.patches import median_spacing, patch_side
-from spinefm.models.spine_end import BACKGROUND, class_names, classifier_patch, vertebra_class
+from spinefm.models.spine_end import BACKGROUND, class_names, classifier_patch, levels_between_ends, vertebra_class
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ class SpineEndDataModule(RecordDataModule):
         self.augment = augment
         self.end_levels = dict(self.dataset_cfg.get("end_levels") or {})
         self.classes = class_names(self.end_levels)
+        self.level_counts: dict[str, dict[int, int]] = {}  # the decoder's count prior, from the training films
 
     def record_samples(self, record: ImageRecord, train: bool, rng: np.random.Generator) -> tuple[list[np.ndarray], list[int]]:
         """Patches and class indices of one image: one per vertebra, `negatives_per_image` around the spine."""
@@ -181,6 +182,10 @@ class SpineEndDataModule(RecordDataModule):
                 continue
             patches += record_patches
             labels += record_labels
+            count = levels_between_ends(record.levels, record.view, self.end_levels) if train else None
+            if count is not None:
+                films = self.level_counts.setdefault(str(record.view), {})
+                films[count] = films.get(count, 0) + 1
         labels = np.asarray(labels, dtype=np.int64)
         counts = np.bincount(labels, minlength=len(self.classes))
         log.info("spine_end %s samples: %s", split, dict(zip(self.classes, counts.tolist())))

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from spinefm.models.spine_end import BACKGROUND, vertebra_class
+from spinefm.models.spine_end import BACKGROUND, class_names, vertebra_class
 from spinefm.pipeline import Detection, InductiveLoop, LabelConfig, MaskCrop
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
@@ -118,24 +118,36 @@ class OraclePredictor:
 
 
 class OracleClassifier:
+    """The true class at each point as probabilities: `confidence` on it, the rest spread evenly.
+    always: this class everywhere; wrong: {level: class} called at those vertebrae instead."""
+
     patch = PATCH
 
-    def __init__(self, truth, end_levels=END_LEVELS, always=None):
-        self.truth, self.end_levels, self.always = truth, end_levels, always
+    def __init__(self, truth, end_levels=END_LEVELS, always=None, wrong=None, confidence=0.9):
+        self.truth, self.end_levels, self.always, self.wrong = truth, end_levels, always, dict(wrong or {})
+        self.classes = class_names(end_levels)
+        self.confidence = confidence
+
+    def name(self, centre) -> str:
+        x, y = np.round(centre).astype(int)
+        inside = 0 <= y < self.truth.labels.shape[0] and 0 <= x < self.truth.labels.shape[1]
+        index = int(self.truth.labels[y, x]) - 1 if inside else -1
+        if self.always:
+            return self.always
+        if index < 0:
+            return BACKGROUND
+        level = self.truth.record.vertebrae[index].level
+        return self.wrong.get(level) or vertebra_class(level, self.truth.record.view, self.end_levels)
 
     def classify(self, image, centres, sides):
-        classes = []
-        for centre in centres:
-            x, y = np.round(centre).astype(int)
-            inside = 0 <= y < self.truth.labels.shape[0] and 0 <= x < self.truth.labels.shape[1]
-            index = int(self.truth.labels[y, x]) - 1 if inside else -1
-            if self.always:
-                classes.append(self.always)
-            elif index < 0:
-                classes.append(BACKGROUND)
-            else:
-                classes.append(vertebra_class(self.truth.record.vertebrae[index].level, self.truth.record.view, self.end_levels))
-        return classes
+        return np.stack([one_hot(self.classes, self.name(c), self.confidence) for c in centres]).reshape(-1, len(self.classes))
+
+
+def one_hot(classes, name, confidence=0.9) -> np.ndarray:
+    """Probabilities with `confidence` on `name` and the rest spread over the other classes."""
+    probabilities = np.full(len(classes), (1.0 - confidence) / (len(classes) - 1))
+    probabilities[classes.index(name)] = confidence
+    return probabilities
 
 
 def oracle_loop(record, detected, config=None, segmenter=None, predictor=None, classifier=None, scores=None):

@@ -10,7 +10,8 @@ from spinefm.pipeline import InductiveLoop
 from spinefm.pipeline.lockstep import LockstepRunner
 from spinefm.pipeline.types import DOWN, UP
 from spinefm.synthetic import PhantomConfig, generate_phantom
-from oracles import LABELS, OracleClassifier, OracleDetector, OraclePredictor, OracleSegmenter, Truth, middle, phantom
+from spinefm.models.spine_end import class_names
+from oracles import END_LEVELS, LABELS, OracleClassifier, OracleDetector, OraclePredictor, OracleSegmenter, Truth, middle, phantom
 
 
 def _key(image) -> bytes:
@@ -72,6 +73,7 @@ class Segmenter:
 
 class Classifier:
     patch = OracleClassifier.patch
+    classes = class_names(END_LEVELS)
 
     def __init__(self, films):
         self.films = films

@@ -1,11 +1,11 @@
-"""The inductive loop driven by oracle components: every vertebra and level found, each stop reason, the step cap, few detections."""
+"""The inductive loop driven by oracle components: every vertebra and level found, walking past single
+wrong calls, each stop reason, the step cap, few detections, snapping to detections."""
 
 import numpy as np
 import pytest
 
-from spinefm.data.levels import level_range
-from spinefm.models.spine_end import BACKGROUND, VERTEBRA
-from spinefm.pipeline import STOP_REASONS, Detection, InductiveLoop, LabelConfig, assign_levels
+from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END, VERTEBRA, class_names
+from spinefm.pipeline import STOP_REASONS, Detection, InductiveLoop, LabelConfig
 from spinefm.pipeline.types import DOWN, UP
 from oracles import (
     END_LEVELS, LABELS, PATCH, SEEDS, OracleClassifier, OracleDetector, OraclePredictor, OracleSegmenter, Truth,
@@ -21,16 +21,39 @@ def test_finds_every_vertebra_with_its_level_from_three_middle_seeds(view):
     result = oracle_loop(record, detected).run(record.image, view=view, image_id=record.id)
     assert_matches_truth(result, record)
     assert result.trace.status == "ok" and [detected[i] for i in result.trace.seeds] == seeds
-    ends = END_LEVELS[view]
-    for direction, end in ((UP, ends["top"]), (DOWN, ends["bottom"])):
-        reason = result.trace.stops[direction]
-        assert reason == "end" if end else reason in ("empty_mask", "border")
+    # end calls do not stop the walk: it goes on past both ends until nothing is segmented there
+    assert set(result.trace.stops.values()) <= {"empty_mask", "border"}
     assert all(s.outcome in ("kept", *STOP_REASONS) for s in result.trace.steps)
+    assert result.trace.chain_kept == [True] * len(record.vertebrae) and result.trace.unclaimed == 0
+
+
+WRONG_CALLS = [  # (view, level, what the classifier says there): an early end, background mid-spine
+    ("lateral_cervical", "C4", TOP_END), ("lateral_cervical", "C5", BACKGROUND), ("lateral_cervical", "C3", BOTTOM_END),
+    ("lateral_lumbar", "L3", BOTTOM_END), ("lateral_lumbar", "L2", BACKGROUND), ("lateral_lumbar", "L4", TOP_END),
+    ("ap_thoracolumbar", "L2", BOTTOM_END), ("ap_thoracolumbar", "T3", TOP_END), ("ap_thoracolumbar", "T8", BACKGROUND),
+    ("ap_thoracolumbar", "L4", BACKGROUND),
+]
+
+
+@pytest.mark.parametrize("view, level, wrong", WRONG_CALLS)
+def test_one_wrong_call_ends_nothing_and_shifts_no_label(view, level, wrong):
+    """The oracle on every view with one vertebra's class called wrong: the walk goes on, and every
+    level is still right, with the detector's evidence and without it (seeds only)."""
+    record = phantom(view)
+    truth = Truth(record)
+    classifier = OracleClassifier(truth, wrong={level: wrong})
+    everything = range(len(record.vertebrae))
+    scores = [0.99 if i in middle(record) else 0.9 for i in everything]  # the middle three are the seeds
+    result = oracle_loop(record, everything, classifier=classifier, scores=scores).run(record.image, view=view)
+    assert_matches_truth(result, record)
+    assert level in {record.levels[i] for i in result.trace.seeds} or wrong in [s.spine_class for s in result.trace.steps]
+    without_detector = oracle_loop(record, middle(record), classifier=classifier).run(record.image, view=view)
+    assert_matches_truth(without_detector, record)
 
 
 @pytest.mark.parametrize("view", list(SEEDS))
 def test_levels_without_end_classes_count_from_the_view(view):
-    """A classifier that never says `end`: cervical counts down from C2, lumbar up from S1,
+    """A classifier without end classes: cervical counts down from C2, lumbar up from S1,
     an AP film with all 17 of T1..L5 takes that range."""
     record = phantom(view)
     truth = Truth(record)
@@ -39,30 +62,14 @@ def test_levels_without_end_classes_count_from_the_view(view):
     assert all(i.spine_class in ("vertebra",) for i in result.instances)
 
 
-def test_labels_outside_c1_to_s1_are_dropped():
-    record = phantom("lateral_lumbar")  # T12..S1, labelled from L5 at the top: L5, S1, then nothing
-    labels = LabelConfig(end_levels={}, first_level="L5", last_level="S1", anchors={"lateral_lumbar": "top"})
-    truth = Truth(record)
-    result = oracle_loop(record, middle(record), {"labels": labels}, classifier=OracleClassifier(truth, end_levels={})).run(
-        record.image, view="lateral_lumbar"
-    )
-    assert result.levels == ["L5", "S1"]
-    assert result.trace.dropped["unlabelled"] == len(record.vertebrae) - 2
-    assert_same_masks(result, record, record.vertebrae[:2])
-
-
-def test_assign_levels_from_landmarks_counts_and_anchors():
-    ap = "ap_thoracolumbar"
-    assert assign_levels(17, ap, LABELS) == level_range("T1", "L5")
-    assert assign_levels(3, ap, LABELS) == ["T1", "T2", "T3"]  # anchored at the top by default
-    bottom = LabelConfig(end_levels=END_LEVELS, first_level="C2", last_level="S1", anchors={ap: "bottom"})
-    assert assign_levels(3, ap, bottom) == ["L3", "L4", "L5"]
-    assert assign_levels(3, ap, LABELS, bottom_end=1) == ["L4", "L5", "S1"]
-    assert assign_levels(3, ap, LABELS, top_end=1, bottom_end=2) == ["C7", "T1", "T2"]  # prefer_end: top
-    assert assign_levels(2, "lateral_lumbar", LABELS, top_end=0) == ["L5", "S1"]  # lumbar has no top end class
-    assert assign_levels(2, "lateral_cervical", LABELS, top_end=1) == ["C1", "C2"]
-    assert assign_levels(3, "lateral_lumbar", LABELS, bottom_end=0) == ["S1", None, None]
-    assert assign_levels(2, None, LabelConfig()) == [None, None]  # nothing to count from
+def test_positions_outside_the_labelled_range_are_dropped():
+    """A lumbar film labelled from L1 down to its S1 landmark: T12 is found and labelled, but dropped."""
+    record = phantom("lateral_lumbar")  # T12..S1
+    labels = LabelConfig(end_levels=END_LEVELS, first_level="L1", last_level="S1")
+    result = oracle_loop(record, middle(record), {"labels": labels}).run(record.image, view="lateral_lumbar")
+    assert result.levels == record.levels[1:]
+    assert result.trace.chain_kept == [False] + [True] * (len(record.levels) - 1) and result.trace.dropped["decoded_out"] == 1
+    assert_same_masks(result, record, record.vertebrae[1:])
 
 
 def test_overlap_stop_when_the_segmenter_finds_the_previous_vertebra_again():
@@ -75,12 +82,27 @@ def test_overlap_stop_when_the_segmenter_finds_the_previous_vertebra_again():
 
 
 def test_background_stop_where_the_classifier_sees_no_vertebra():
+    """Beyond both ends blobs are segmented and called background: `patience` of them end each
+    direction, and the decoder drops them."""
     record = phantom("lateral_cervical")  # below T1 there is no annotated vertebra: a blob there is background
     truth = Truth(record)
     result = oracle_loop(record, middle(record), segmenter=OracleSegmenter(truth, blob=2)).run(record.image, view=record.view)
-    assert result.trace.stops == {UP: "end", DOWN: "background"}
-    assert result.trace.steps_in(DOWN)[-1].spine_class == BACKGROUND
+    assert result.trace.stops == {UP: "end", DOWN: "background"}  # up: C2, called top_end, was the first doubt
+    assert [s.spine_class for s in result.trace.steps_in(UP)[-2:]] == [TOP_END, BACKGROUND]
+    assert [s.spine_class for s in result.trace.steps_in(DOWN)[-2:]] == [BACKGROUND] * 2
+    assert result.trace.dropped["decoded_out"] == 3
     assert_matches_truth(result, record)
+
+
+def test_patience_is_the_number_of_doubtful_steps_that_end_a_direction():
+    record = phantom("lateral_cervical")
+    truth = Truth(record)
+    segmenter = OracleSegmenter(truth, blob=2)
+    for patience in (1, 2):
+        result = oracle_loop(record, middle(record), {"patience": patience}, segmenter=segmenter).run(record.image, view=record.view)
+        down = result.trace.steps_in(DOWN)
+        assert result.trace.stops[DOWN] == "background" and [s.spine_class for s in down].count(BACKGROUND) == patience
+        assert_matches_truth(result, record)
 
 
 def test_empty_mask_stop_and_no_seeds():
@@ -121,9 +143,10 @@ def test_the_step_cap_holds_on_a_spine_that_never_ends(max_steps):
 
     class Always:
         patch = PATCH
+        classes = class_names(END_LEVELS)
 
         def classify(self, image, centres, sides):
-            return [VERTEBRA] * len(centres)
+            return np.tile(np.eye(len(self.classes))[self.classes.index(VERTEBRA)], (len(centres), 1))
 
     class Steady:
         def predict(self, windows, sizes):

@@ -55,6 +55,19 @@ def vertebra_class(level: str, view: str | None, end_levels: Mapping) -> str:
     return VERTEBRA
 
 
+def levels_between_ends(levels: list[str], view: str | None, end_levels: Mapping) -> int | None:
+    """How many annotated levels run from the view's top end to its bottom end (both included; L6
+    counts where annotated); None unless the view has both ends and the film annotates both."""
+    ends = view_end_levels(end_levels, view)
+    if not ends.get("top") or not ends.get("bottom"):
+        return None
+    names = [normalize_level(level) for level in levels]
+    top, bottom = normalize_level(ends["top"]), normalize_level(ends["bottom"])
+    if top not in names or bottom not in names:
+        return None
+    return names.index(bottom) - names.index(top) + 1
+
+
 def classifier_patch(image8: np.ndarray, center_xy, side: int, input_size: int) -> np.ndarray:
     """The uint8 input_size x input_size patch the classifier sees around a point (zeros off the image);
     image8 is the film through `spinefm.data.intensity.to_uint8`, the model input is patch / 255."""

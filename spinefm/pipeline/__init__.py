@@ -1,11 +1,14 @@
 """The inductive loop as a plain Python object: detector seeds, then a walk up and down the spine."""
 
-from spinefm.pipeline.labels import LabelConfig, assign_levels
+from spinefm.pipeline.decode import ChainView, DecodeConfig, decode_chain
+from spinefm.pipeline.labels import LabelConfig
 from spinefm.pipeline.loop import InductiveLoop, LoopConfig
 from spinefm.pipeline.types import STOP_REASONS, Detection, Instance, LoopResult, MaskCrop, Step, Trace
 
 __all__ = [
     "STOP_REASONS",
+    "ChainView",
+    "DecodeConfig",
     "Detection",
     "InductiveLoop",
     "Instance",
@@ -15,5 +18,5 @@ __all__ = [
     "MaskCrop",
     "Step",
     "Trace",
-    "assign_levels",
+    "decode_chain",
 ]

@@ -204,7 +204,8 @@ class PointPredictorAdapter(_Adapter):
 
 
 class SpineEndAdapter(_Adapter):
-    """The spine-end classifier on `classifier_patch` patches (as `datamodules.spine_end`); returns class names."""
+    """The spine-end classifier on `classifier_patch` patches (as `datamodules.spine_end`); returns
+    class probabilities (softmax, in `classes` order)."""
 
     def __init__(self, model, classes: Sequence[str], patch: Mapping, input_size: int, batch_size: int = 64, device: str = "cpu"):
         self.model = model.to(device).eval()
@@ -225,14 +226,15 @@ class SpineEndAdapter(_Adapter):
         return np.stack(patches).reshape(-1, self.input_size, self.input_size)
 
     @torch.inference_mode()
-    def infer(self, patches: np.ndarray) -> list[str]:
-        names = []
+    def infer(self, patches: np.ndarray) -> np.ndarray:
+        """(N, len(classes)) probabilities of uint8 patches (N, S, S)."""
+        probabilities = [np.zeros((0, len(self.classes)))]
         for start in range(0, len(patches), self.batch_size):
             batch = torch.from_numpy(patches[start : start + self.batch_size]).to(self.device).float().div_(255.0)[:, None]
-            names += [self.classes[i] for i in self.model(batch).argmax(dim=1).tolist()]
-        return names
+            probabilities.append(self.model(batch).float().softmax(dim=1).double().cpu().numpy())
+        return np.concatenate(probabilities)
 
-    def classify(self, image: np.ndarray, centres: np.ndarray, sides) -> list[str]:
+    def classify(self, image: np.ndarray, centres: np.ndarray, sides) -> np.ndarray:
         return self.infer(self.cut(image, np.asarray(centres, dtype=np.float64).reshape(-1, 2), sides))
 
 
@@ -304,15 +306,16 @@ def load_components(manifest, device: str = "cpu", which: str = "best", override
 
 def load_loop(manifest, config: LoopConfig | Mapping | None = None, device: str = "cpu", which: str = "best", overrides: Mapping | None = None) -> InductiveLoop:
     """An InductiveLoop on a manifest's checkpoints. Settings missing from `config` come from them:
-    mask_threshold from Med-SA's inference, the label end levels from the classifier's and the level
-    range from the dataset the components were trained on."""
+    mask_threshold from Med-SA's inference, the label end levels and level counts from the
+    classifier's and the level range from the dataset the components were trained on."""
     c = load_components(manifest, device, which, overrides)
     if not isinstance(config, LoopConfig):
         config = LoopConfig(**{"mask_threshold": c.segmenter.info["inference"]["mask_threshold"], **dict(config or {})})
-    labels = config.labels
+    labels, classifier = config.labels, c.classifier.info["inference"]
     labels = replace(
         labels,
-        end_levels=labels.end_levels if labels.end_levels is not None else c.classifier.info["inference"].get("end_levels") or {},
+        end_levels=labels.end_levels if labels.end_levels is not None else classifier.get("end_levels") or {},
+        level_counts=labels.level_counts if labels.level_counts is not None else classifier.get("level_counts") or {},
         first_level=labels.first_level or c.dataset.get("first_level"),
         last_level=labels.last_level or c.dataset.get("last_level"),
     )

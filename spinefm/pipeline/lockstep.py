@@ -59,11 +59,12 @@ class _Queues:
 
 
 class _Proxy:
-    """Stands in for one component inside the worker threads; `patch` is the component's."""
+    """Stands in for one component inside the worker threads; `patch` and `classes` are the component's."""
 
     def __init__(self, queues: _Queues, component):
         self.queues = queues
         self.patch = getattr(component, "patch", None)
+        self.classes = getattr(component, "classes", None)
 
     def segment(self, image, centres, sides):
         return self.queues.call("segment", image, centres, sides)

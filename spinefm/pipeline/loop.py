@@ -1,12 +1,19 @@
-"""The inductive loop: seeds from a detector, then a walk up and down the spine one vertebra at a time.
+"""The inductive loop: seeds from a detector, a walk up and down the spine to its hard stops, then one
+decoding of the whole chain (docs in `spinefm.pipeline.decode`).
 
 1. Detect; order the detections' centroids along their principal axis, top to bottom; the
    `num_seeds` consecutive ones with the highest mean score are the seeds.
-2. Segment every seed (refined centroid: probability-weighted centre of its mask).
+2. Segment every seed (refined centroid: probability-weighted centre of its mask) and classify it.
 3. Walk up from the top seed and down from the bottom one: predict the next centroid (a
-   constant-velocity step while fewer than three points exist), segment a patch there and classify
-   at the refined centroid, until a stop reason in `types.STOP_REASONS`.
-4. Post-process (smoothing, final threshold), drop duplicates one-to-one, label levels.
+   constant-velocity step while fewer than three points exist), snap it to a confident detection
+   that no position has claimed when one lies within `snap_radius` spacings, segment a patch there
+   and classify at the refined centroid, keeping every class probability. Soft evidence never stops
+   a direction: it stops on a hard stop (border, empty mask, overlap, the step cap), or after
+   `patience` doubtful steps in a row (not called a vertebra, no detection there) unless a
+   confident unclaimed detection lies ahead (`lookahead` spacings).
+4. Decode the chain (`decode.decode_chain`): which positions are vertebrae of the labelled range,
+   and their levels, from the class probabilities, the detector's support and the count prior.
+5. Post-process the kept positions (smoothing, final threshold), drop duplicates one-to-one.
 
 The two directions are independent (each has its own window, previous mask and spacing), so they
 step in lockstep: one batched call per component and step serves both (`LoopConfig.sequential`:
@@ -24,8 +31,9 @@ import numpy as np
 from spinefm.data.intensity import to_uint8
 from spinefm.data.masks import crop_iou
 from spinefm.data.patches import patch_side
-from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END
-from spinefm.pipeline.labels import LabelConfig, assign_levels
+from spinefm.models.spine_end import BOTTOM_END, TOP_END, VERTEBRA
+from spinefm.pipeline.decode import DecodeConfig, decode_chain
+from spinefm.pipeline.labels import LabelConfig
 from spinefm.pipeline.types import (
     DOWN, SEED, UP, Detection, EndClassifier, Instance, LoopResult, MaskCrop, NextPointPredictor, SeedDetector,
     Segmenter, Step, Trace,
@@ -34,19 +42,25 @@ from spinefm.pipeline.types import (
 
 @dataclass
 class LoopConfig:
-    """Every setting of the loop (defaults: SpineFM's, see docs/method.md).
+    """Every setting of the loop (SpineFM's defaults where it has them).
 
     num_seeds: consecutive detections the walk starts from. mask_threshold: probability binarising
-    a new mask for the empty-mask stop, the overlap IoU and the refined centroid. overlap_iou: stop
-    (and discard) when the new mask's IoU with the previous one exceeds it. max_steps: steps per
-    direction. border_margin: predicted points must lie this many centroid spacings inside the image
-    (negative: outside is allowed). classify_seeds: ask the end classifier about the seeds too (an end
-    seed stops its direction at once; its class anchors the labels). size_to_spacing: with a single
-    seed, centroid spacing = this x sqrt(its detected area), for spacing-sized patches.
+    a new mask for the empty-mask stop, the overlap IoU, the refined centroid and which detections a
+    position claims. overlap_iou: stop (and discard) when the new mask's IoU with the previous one
+    exceeds it. max_steps: steps per direction. border_margin: predicted points must lie this many
+    centroid spacings inside the image (negative: outside is allowed). classify_seeds: ask the end
+    classifier about the seeds too. size_to_spacing: with a single seed, centroid spacing = this x
+    sqrt(its detected area), for spacing-sized patches.
+    patience: doubtful steps in a row (not called `vertebra`, no confident detection under the mask)
+    that end a direction; lookahead: a confident unclaimed detection within this many spacings ahead
+    of the walking end keeps it going (0: never). snap_radius: a predicted point moves to the centroid
+    of a confident unclaimed detection within this many spacings (0: never); snap_score: the
+    detection score that counts as confident (for snapping, lookahead and a step's support).
     final_threshold, smooth_sigma (Gaussian on the probabilities, px; 0: none), opening_radius
     (binary opening, px; 0: none): the final masks. duplicate_iou: of two final masks overlapping
     more, the lower-scoring one is dropped. crop_floor: instance crops keep the box of pixels with
     probability above it (and the mask). probability_dtype: how instances store probabilities.
+    decode: `decode.DecodeConfig`; labels: the view's ends, labelled range and anchors.
     """
 
     num_seeds: int = 3
@@ -56,6 +70,10 @@ class LoopConfig:
     border_margin: float = 0.0
     classify_seeds: bool = True
     size_to_spacing: float = 1.1
+    patience: int = 2
+    lookahead: float = 2.5
+    snap_radius: float = 0.5
+    snap_score: float = 0.7
     final_threshold: float = 0.9
     smooth_sigma: float = 0.0
     opening_radius: int = 0
@@ -63,26 +81,30 @@ class LoopConfig:
     crop_floor: float = 0.1
     probability_dtype: str = "float16"
     sequential: bool = False
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
 
     def __post_init__(self):
         if isinstance(self.labels, Mapping):
             self.labels = LabelConfig(**self.labels)
-        if self.num_seeds < 1 or self.max_steps < 0:
-            raise ValueError("num_seeds must be at least 1 and max_steps at least 0")
-        for name in ("mask_threshold", "overlap_iou", "final_threshold", "duplicate_iou", "crop_floor"):
+        if isinstance(self.decode, Mapping):
+            self.decode = DecodeConfig(**self.decode)
+        if self.num_seeds < 1 or self.max_steps < 0 or self.patience < 1:
+            raise ValueError("num_seeds and patience must be at least 1 and max_steps at least 0")
+        for name in ("mask_threshold", "overlap_iou", "final_threshold", "duplicate_iou", "crop_floor", "snap_score"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], not {getattr(self, name)}")
 
 
 @dataclass
 class _Found:
-    """A vertebra found before post-processing."""
+    """A position of the chain: a segmented vertebra candidate before decoding and post-processing."""
 
     probability: MaskCrop
     centroid: np.ndarray
     source: str
-    spine_class: str | None
+    probabilities: np.ndarray | None  # the end classifier's, in its class order (None: not asked)
+    support: float = 0.0  # best confident detection score under the mask (0: none)
 
 
 @dataclass
@@ -90,11 +112,12 @@ class _Walker:
     """One direction's state: its chain of centroids (walking end last), last mask, finds and stop."""
 
     direction: str
-    end_class: str
     chain: list[np.ndarray]
     previous: MaskCrop
     found: list[_Found] = field(default_factory=list)
     steps: int = 0
+    doubts: int = 0  # doubtful steps in a row
+    end_called: bool = False  # the classifier called this direction's end class at some step
     stop: str | None = None
 
     @property
@@ -103,6 +126,49 @@ class _Walker:
 
     def window(self) -> np.ndarray:
         return np.stack(self.chain[-3:])
+
+
+class _Detections:
+    """The film's confident detections and which of them a position has claimed (centroid under its mask)."""
+
+    def __init__(self, detections: list[Detection], min_score: float, threshold: float):
+        self.threshold = threshold
+        confident = [d for d in detections if d.score >= min_score]
+        self.centroids = np.array([d.centroid for d in confident], dtype=np.float64).reshape(-1, 2)
+        self.scores = np.array([d.score for d in confident], dtype=np.float64)
+        self.claimed = np.zeros(len(confident), bool)
+
+    def claim(self, crop: MaskCrop) -> float:
+        """Claim the detections whose centroid lies under the crop's binary mask; their best score (0: none)."""
+        inside = self.under(crop)
+        self.claimed |= inside
+        return float(self.scores[inside].max()) if inside.any() else 0.0
+
+    def under(self, crop: MaskCrop) -> np.ndarray:
+        if not len(self.centroids) or crop.values.size == 0:
+            return np.zeros(len(self.centroids), bool)
+        cols, rows = np.round(self.centroids - np.asarray(crop.offset)).astype(int).T
+        height, width = crop.shape
+        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+        inside[inside] = crop.values[rows[inside], cols[inside]] > self.threshold
+        return inside
+
+    def nearest_unclaimed(self, point: np.ndarray, radius: float) -> int | None:
+        """Index of the nearest unclaimed detection within `radius` of the point."""
+        if not np.isfinite(point).all():
+            return None
+        distance = np.where(self.claimed, np.inf, np.linalg.norm(self.centroids - point, axis=1))
+        return int(np.argmin(distance)) if len(distance) and distance.min() <= radius else None
+
+    def ahead(self, end: np.ndarray, direction: np.ndarray, reach: float) -> bool:
+        """Whether an unclaimed detection lies ahead of `end` (within 45 degrees of `direction`) within `reach`."""
+        offsets = self.centroids[~self.claimed] - end
+        distance = np.linalg.norm(offsets, axis=1)
+        norm = np.linalg.norm(direction)
+        if not len(offsets) or norm == 0:
+            return False
+        cosine = offsets @ direction / np.maximum(distance * norm, 1e-9)
+        return bool(np.any((distance <= reach) & (cosine >= np.sqrt(0.5))))
 
 
 class InductiveLoop:
@@ -137,11 +203,12 @@ class InductiveLoop:
         return film
 
     def run_detections(self, film: np.ndarray, detections: list[Detection], view: str | None = None, image_id: str | None = None) -> LoopResult:
-        """The loop from given detections on a uint8 film (steps 1-4 after detection)."""
+        """The loop from given detections on a uint8 film (steps 1-5 after detection)."""
         config = self.config
         trace = Trace(
             detection_centroids=np.array([d.centroid for d in detections], dtype=np.float64).reshape(-1, 2),
             detection_scores=np.array([d.score for d in detections], dtype=np.float64),
+            classes=list(self.classifier.classes),
         )
         result = LoopResult(image_id, film.shape, view, [], trace)
         if not detections:
@@ -150,54 +217,47 @@ class InductiveLoop:
         trace.order = order_along_spine(trace.detection_centroids).tolist()
         start = best_run(trace.detection_scores[trace.order], config.num_seeds)
         trace.seeds = trace.order[start : start + config.num_seeds]
-        seeds = self._segment_seeds(film, [detections[i] for i in trace.seeds], trace)
+        claims = _Detections(detections, config.snap_score, config.mask_threshold)
+        seeds = self._segment_seeds(film, [detections[i] for i in trace.seeds], claims, trace)
         if not seeds:
             trace.status, trace.stops = "no_seeds", {UP: "no_seeds", DOWN: "no_seeds"}
             return result
         if len(seeds) == 1:
             trace.stops = {UP: "one_seed", DOWN: "one_seed"}
-            result.instances = self._finish(seeds, view, trace)
+            result.instances = self._finish(seeds, view, claims, trace)
             return result
-        up, down = self._walkers(seeds)
-        self._walk(film, [up, down], trace)
+        centroids = [s.centroid for s in seeds]
+        up = _Walker(UP, centroids[::-1], seeds[0].probability)
+        down = _Walker(DOWN, centroids, seeds[-1].probability)
+        self._walk(film, [up, down], claims, trace)
         trace.stops = {UP: up.stop, DOWN: down.stop}
-        result.instances = self._finish(up.found[::-1] + seeds + down.found, view, trace)
+        result.instances = self._finish(up.found[::-1] + seeds + down.found, view, claims, trace)
         return result
 
-    def _segment_seeds(self, film: np.ndarray, detections: list[Detection], trace: Trace) -> list[_Found]:
+    def _segment_seeds(self, film: np.ndarray, detections: list[Detection], claims: _Detections, trace: Trace) -> list[_Found]:
         """Segment the seeds in one call; seeds whose mask is empty are dropped."""
         points = np.stack([d.centroid for d in detections])
         spacing = chain_spacing(list(points)) if len(points) > 1 else self.config.size_to_spacing * np.sqrt(detections[0].area)
         crops = self.segmenter.segment(film, points, [self._side(self.segmenter, spacing)] * len(points))
         seeds = []
-        for crop in crops:
+        for crop, detection in zip(crops, detections):
             centroid = crop.weighted_centroid(self.config.mask_threshold)
             if centroid is not None:
-                seeds.append(_Found(crop, centroid, SEED, None))
+                seeds.append(_Found(crop, centroid, SEED, None, max(claims.claim(crop), detection.score)))
         trace.seed_centroids = [s.centroid for s in seeds]
         if seeds and self.config.classify_seeds:
             centres = np.stack(trace.seed_centroids)
             side = self._side(self.classifier, chain_spacing(list(centres)) if len(centres) > 1 else spacing)
-            for seed, spine_class in zip(seeds, self.classifier.classify(film, centres, [side] * len(seeds))):
-                seed.spine_class = spine_class
+            for seed, probabilities in zip(seeds, self.classifier.classify(film, centres, [side] * len(seeds))):
+                seed.probabilities = np.asarray(probabilities, dtype=np.float64)
+        trace.seed_probabilities = [s.probabilities for s in seeds]
         return seeds
 
-    @staticmethod
-    def _walkers(seeds: list[_Found]) -> tuple[_Walker, _Walker]:
-        """Up from the top seed and down from the bottom one; an end seed stops its direction at once."""
-        centroids = [s.centroid for s in seeds]
-        up = _Walker(UP, TOP_END, centroids[::-1], seeds[0].probability)
-        down = _Walker(DOWN, BOTTOM_END, centroids, seeds[-1].probability)
-        for walker, seed in ((up, seeds[0]), (down, seeds[-1])):
-            if seed.spine_class == walker.end_class:
-                walker.stop = "end"
-        return up, down
-
-    def _walk(self, film: np.ndarray, walkers: list[_Walker], trace: Trace) -> None:
+    def _walk(self, film: np.ndarray, walkers: list[_Walker], claims: _Detections, trace: Trace) -> None:
         for group in ([w] for w in walkers) if self.config.sequential else [walkers]:
-            self._walk_together(film, group, trace)
+            self._walk_together(film, group, claims, trace)
 
-    def _walk_together(self, film: np.ndarray, walkers: list[_Walker], trace: Trace) -> None:
+    def _walk_together(self, film: np.ndarray, walkers: list[_Walker], claims: _Detections, trace: Trace) -> None:
         config = self.config
         height, width = film.shape
         while True:
@@ -210,22 +270,26 @@ class InductiveLoop:
             steps = []
             for walker, point in zip(active, self._predict(active, width, height)):
                 step = Step(walker.direction, walker.steps, walker.window(), point, "kept")
+                snap = claims.nearest_unclaimed(point, config.snap_radius * walker.spacing) if config.snap_radius > 0 else None
+                if snap is not None:
+                    step.snapped = claims.centroids[snap].copy()
                 walker.steps += 1
                 trace.steps.append(step)
-                if inside(point, width, height, config.border_margin * walker.spacing):
+                if inside(step.prompt, width, height, config.border_margin * walker.spacing):
                     step.side = self._side(self.segmenter, walker.spacing)
                     steps.append((walker, step))
                 else:
                     _stop(walker, step, "border")
             if not steps:
                 continue
-            crops = self.segmenter.segment(film, np.stack([s.predicted for _, s in steps]), [s.side for _, s in steps])
+            crops = self.segmenter.segment(film, np.stack([s.prompt for _, s in steps]), [s.side for _, s in steps])
             kept = []
             for (walker, step), crop in zip(steps, crops):
                 step.refined = crop.weighted_centroid(config.mask_threshold)
                 if step.refined is None:
                     _stop(walker, step, "empty_mask")
                     continue
+                step.mask_score = mask_score(crop)
                 step.iou = crop_iou(crop.binary(config.mask_threshold), crop.offset, walker.previous.binary(config.mask_threshold), walker.previous.offset)
                 if step.iou > config.overlap_iou:
                     _stop(walker, step, "overlap")
@@ -234,17 +298,28 @@ class InductiveLoop:
             if not kept:
                 continue
             centres = np.stack([s.refined for _, s, _ in kept])
-            classes = self.classifier.classify(film, centres, [self._side(self.classifier, w.spacing) for w, _, _ in kept])
-            for (walker, step, crop), spine_class in zip(kept, classes):
-                step.spine_class = spine_class
-                if spine_class == BACKGROUND:
-                    _stop(walker, step, "background")
-                    continue
-                walker.found.append(_Found(crop, step.refined, walker.direction, spine_class))
-                walker.chain.append(step.refined)
-                walker.previous = crop
-                if spine_class == walker.end_class:
-                    _stop(walker, step, "end")
+            answers = self.classifier.classify(film, centres, [self._side(self.classifier, w.spacing) for w, _, _ in kept])
+            for (walker, step, crop), probabilities in zip(kept, answers):
+                self._advance(walker, step, crop, np.asarray(probabilities, dtype=np.float64), claims)
+
+    def _advance(self, walker: _Walker, step: Step, crop: MaskCrop, probabilities: np.ndarray, claims: _Detections) -> None:
+        """Add the step to its direction's chain, then stop the direction after `patience` doubtful steps."""
+        config, classes = self.config, list(self.classifier.classes)
+        step.probabilities = dict(zip(classes, probabilities.tolist()))
+        step.spine_class = classes[int(np.argmax(probabilities))]
+        step.support = claims.claim(crop)
+        walker.found.append(_Found(crop, step.refined, walker.direction, probabilities, step.support))
+        walker.chain.append(step.refined)
+        walker.previous = crop
+        walker.end_called |= step.spine_class == (TOP_END if walker.direction == UP else BOTTOM_END)
+        doubtful = step.spine_class != VERTEBRA and step.support == 0.0
+        walker.doubts = walker.doubts + 1 if doubtful else 0
+        if walker.doubts < config.patience:
+            return
+        heading = walker.chain[-1] - walker.chain[-2]
+        if config.lookahead > 0 and claims.ahead(walker.chain[-1], heading, config.lookahead * walker.spacing):
+            return
+        _stop(walker, step, "end" if walker.end_called else "background")
 
     def _predict(self, walkers: list[_Walker], width: int, height: int) -> np.ndarray:
         """Next centroid per walker: the predictor on three points, a constant-velocity step on two."""
@@ -262,29 +337,33 @@ class InductiveLoop:
     def _side(component, spacing: float) -> int:
         return patch_side(component.patch, spacing)
 
-    def _finish(self, found: list[_Found], view: str | None, trace: Trace) -> list[Instance]:
-        """Final masks, duplicates dropped, levels assigned; instances without a level are dropped."""
-        trace.dropped = {"empty": 0, "duplicate": 0, "unlabelled": 0}
+    def _finish(self, found: list[_Found], view: str | None, claims: _Detections, trace: Trace) -> list[Instance]:
+        """Decode the chain, post-process the kept positions, drop duplicates; instances top to bottom with their levels."""
+        config = self.config
+        classes = list(self.classifier.classes)
+        unknown = np.full(len(classes), np.nan)
+        probabilities = np.stack([f.probabilities if f.probabilities is not None else unknown for f in found])
+        support = np.array([f.support for f in found])
+        decoded = decode_chain(probabilities, classes, support, config.labels.chain_view(view, config.decode.l6_rate), config.decode)
+        trace.chain_levels = decoded.levels
+        trace.chain_kept = decoded.kept
+        trace.dropped = {"decoded_out": decoded.kept.count(False), "empty": 0, "duplicate": 0}
         instances = []
-        for item in found:
-            instance = self._final_instance(item)
+        for item, level, kept in zip(found, decoded.levels, decoded.kept):
+            if not kept:
+                continue
+            instance = self._final_instance(item, level, classes)
             if instance is None:
                 trace.dropped["empty"] += 1
             else:
                 instances.append(instance)
-        keep = deduplicate(instances, self.config.duplicate_iou)
+        keep = deduplicate(instances, config.duplicate_iou)
         trace.dropped["duplicate"] = len(instances) - len(keep)
         instances = [instances[i] for i in keep]
-        classes = [i.spine_class for i in instances]
-        top_end = next((i for i, c in enumerate(classes) if c == TOP_END), None)
-        bottom_end = next((i for i in reversed(range(len(classes))) if classes[i] == BOTTOM_END), None)
-        for instance, level in zip(instances, assign_levels(len(instances), view, self.config.labels, top_end, bottom_end)):
-            instance.level = level
-        labelled = [i for i in instances if i.level is not None]
-        trace.dropped["unlabelled"] = len(instances) - len(labelled)
-        return labelled
+        trace.unclaimed = unclaimed_detections(claims, instances, config.mask_threshold)
+        return instances
 
-    def _final_instance(self, item: _Found) -> Instance | None:
+    def _final_instance(self, item: _Found, level: str | None, classes: list[str]) -> Instance | None:
         config = self.config
         values = item.probability.values.astype(np.float32)
         if values.size == 0:
@@ -303,18 +382,34 @@ class InductiveLoop:
         weights = np.where(mask, smoothed[y0:y1, x0:x1], 0).astype(np.float64)
         yy, xx = np.indices(mask.shape)
         centroid = np.array([(weights * xx).sum() / weights.sum() + offset[0], (weights * yy).sum() / weights.sum() + offset[1]])
+        spine_class = None if item.probabilities is None else classes[int(np.argmax(item.probabilities))]
         return Instance(
             probability=MaskCrop(values.astype(config.probability_dtype), offset),
             mask=mask,
             centroid=centroid,
             score=float(values[mask].mean()),
             source=item.source,
-            spine_class=item.spine_class,
+            spine_class=spine_class,
+            level=level,
         )
 
 
 def _stop(walker: _Walker, step: Step, reason: str) -> None:
     walker.stop = step.outcome = reason
+
+
+def mask_score(crop: MaskCrop) -> float:
+    """Med-SA's confidence in a mask: the mean probability over the pixels it calls foreground (p > 0.5)."""
+    foreground = crop.values[crop.values > 0.5]
+    return float(foreground.mean()) if foreground.size else 0.0
+
+
+def unclaimed_detections(claims: _Detections, instances: list[Instance], threshold: float) -> int:
+    """Confident detections whose centroid lies under no final instance's mask."""
+    covered = np.zeros(len(claims.centroids), bool)
+    for instance in instances:
+        covered |= claims.under(MaskCrop(instance.mask.astype(np.float32), instance.offset))
+    return int((~covered).sum())
 
 
 def chain_spacing(points: list[np.ndarray]) -> float:

@@ -20,8 +20,8 @@ SEED = "seed"
 
 # Why a direction of the walk stopped (Trace.stops[direction]).
 STOP_REASONS = {
-    "end": "the classifier found this direction's end class at the new centroid (kept)",
-    "background": "the classifier saw background at the new centroid (discarded)",
+    "end": "`patience` doubtful steps in a row after the classifier called this direction's end class (kept for decoding)",
+    "background": "`patience` doubtful steps in a row, the end class never called (kept for decoding)",
     "overlap": "the new mask overlaps the previous one with IoU > overlap_iou (discarded)",
     "empty_mask": "no pixel of the new mask is above mask_threshold (discarded)",
     "border": "the predicted point is not a finite point inside the image less border_margin (not segmented)",
@@ -73,8 +73,8 @@ class Detection:
 class Instance:
     """A vertebra the loop kept: probability crop and final binary mask on the same crop.
 
-    source: "seed", "up" or "down"; spine_class: what the end classifier said at its centroid
-    (None where it was not asked); score: mean probability over the final mask.
+    source: "seed", "up" or "down"; spine_class: the end classifier's most likely class at its
+    centroid (None where it was not asked); score: mean probability over the final mask; level: decoded.
     """
 
     probability: MaskCrop
@@ -102,36 +102,58 @@ class Instance:
 
 @dataclass
 class Step:
-    """One step of the walk. outcome: "kept" or the stop reason that ended its direction."""
+    """One step of the walk. outcome: "kept" or the stop reason that ended its direction.
+
+    snapped: the unclaimed detection centroid the predicted point moved to (None: not snapped);
+    mask_score: Med-SA's confidence in the mask (mean probability over its foreground);
+    probabilities: the end classifier's class probabilities at the refined centroid, spine_class
+    their argmax; support: the best confident detection score under the mask (0: none)."""
 
     direction: str
     index: int
     window: np.ndarray  # (3, 2) furthest, middle, nearest centroid; fewer rows before three exist
     predicted: np.ndarray
     outcome: str
+    snapped: np.ndarray | None = None
     side: int | None = None
     refined: np.ndarray | None = None
+    mask_score: float | None = None
     iou: float | None = None
+    probabilities: dict[str, float] | None = None
     spine_class: str | None = None
+    support: float | None = None
+
+    @property
+    def prompt(self) -> np.ndarray:
+        """Where the segmenter was prompted: the snapped detection, else the predicted point."""
+        return self.predicted if self.snapped is None else self.snapped
 
 
 @dataclass
 class Trace:
     """How the loop got its result: the detections (in detector order), their order along the spine,
-    the seeds (indices into the detections), the refined centroids of the seeds whose mask was not
-    empty, every step (both directions interleaved, as they ran), and why each direction stopped.
-    dropped counts final instances removed: "empty" (nothing left after post-processing),
-    "duplicate" (overlapping a better one), "unlabelled" (its level would fall outside C1..S1)."""
+    the seeds (indices into the detections), the refined centroids and class probabilities (in
+    `classes` order) of the seeds whose mask was not empty, every step (both directions interleaved,
+    as they ran), and why each direction stopped. The chain (up steps reversed, seeds, down steps,
+    each segmented and classified) decodes to `chain_levels` (None: junk or beyond C1..S1) and
+    `chain_kept` (a vertebra of the labelled range). dropped counts chain positions removed:
+    "decoded_out" (not kept by the decoder), "empty" (nothing left after post-processing),
+    "duplicate" (overlapping a better one). unclaimed: confident detections under no final mask."""
 
     status: str = "ok"
     detection_centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     detection_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    classes: list[str] = field(default_factory=list)
     order: list[int] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
     seed_centroids: list[np.ndarray] = field(default_factory=list)
+    seed_probabilities: list[np.ndarray | None] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     stops: dict[str, str] = field(default_factory=dict)
+    chain_levels: list[str | None] = field(default_factory=list)
+    chain_kept: list[bool] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    unclaimed: int = 0
 
     def steps_in(self, direction: str) -> list[Step]:
         return [s for s in self.steps if s.direction == direction]
@@ -179,5 +201,8 @@ class NextPointPredictor(Protocol):
 
 class EndClassifier(Protocol):
     patch: dict
+    classes: list[str]  # `spinefm.models.spine_end.class_names` order
 
-    def classify(self, image: np.ndarray, centres: np.ndarray, sides) -> list[str]: ...
+    def classify(self, image: np.ndarray, centres: np.ndarray, sides) -> np.ndarray:
+        """Class probabilities (N, len(classes)) at the points."""
+        ...

@@ -46,10 +46,18 @@ class SpineEndModule(ComponentModule):
         self.register_buffer("class_weights", weights, persistent=False)
         self.val_confusion = MulticlassConfusionMatrix(num_classes=len(classes))
         self.last_confusion_matrix: torch.Tensor | None = None
+        self.level_counts: dict[str, dict[int, int]] = {}
+
+    def on_fit_start(self) -> None:
+        # The decoder's count prior: levels from the top end to the bottom end per view in the training films.
+        counts = getattr(self.trainer.datamodule, "level_counts", None)
+        if counts is not None:
+            self.level_counts = {view: dict(films) for view, films in counts.items()}
 
     def checkpoint_metadata(self) -> dict:
         metadata = super().checkpoint_metadata()
         metadata["model"]["init_checkpoint"] = None  # the state dict holds every weight: loading needs no other file
+        metadata["inference"]["level_counts"] = self.level_counts
         return metadata
 
     def training_step(self, batch, batch_idx):

@@ -1,0 +1,240 @@
+"""Decode a walked chain as a whole: which positions are vertebrae of the labelled range, and their levels.
+
+The chain is every position the walk segmented, top to bottom (the up walk reversed, the seeds, the
+down walk). A hidden level runs along it. Each position is either a vertebra, one level below the
+previous vertebra (L5 -> L6 -> S1 with the dataset's L6 rate, else L5 -> S1), or junk that keeps
+the level (a disc, soft tissue, the edge of a vertebra already found). Before the first vertebra and
+after the last, the chain may run off the spine (the skull, the pelvis, soft tissue beyond a cut-off
+film): two catch-all states. The Viterbi path maximises the joint likelihood of:
+
+- the spine-end classifier's class probabilities at each position, read through the evidence rows of
+  `DecodeConfig` (the view's top end level expects `top_end`, its bottom end level `bottom_end`, the
+  levels between `vertebra`, vertebrae outside the labelled range mostly `background`, junk `background`);
+- the detector's support at each position (the best score of a detection there), which speaks for a
+  vertebra of the range the detector was trained on;
+- the count prior: the number of levels from the top end to the bottom end is fixed by the level
+  order up to L6, whose rate the training data gives;
+- a small bonus for including the view's anchor level, which decides between equally good paths
+  (a chain with no end evidence counts from its anchor, as before).
+
+Each position's evidence is floored (`min_evidence`), so no single call can veto a path: one wrong
+call costs at most log(1 / min_evidence), and a whole chain outvotes it. Pure numpy; no model here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spinefm.data.levels import LEVELS, level_index, normalize_level
+
+# Evidence rows: for each kind of position, the weight of each classifier class in its evidence.
+DEFAULT_EVIDENCE = {
+    "vertebra": {"vertebra": 1.0, "top_end": 0.2, "bottom_end": 0.2},
+    "top_end": {"top_end": 1.0},
+    "bottom_end": {"bottom_end": 1.0},
+    "outside": {"background": 1.0, "vertebra": 0.1},
+    "junk": {"background": 1.0},
+}
+OFF_BEFORE, OFF_AFTER = "off_before", "off_after"  # the chain off the spine, before its first and after its last vertebra
+L5, L6, S1 = (level_index(name) for name in ("L5", "L6", "S1"))
+
+
+@dataclass
+class DecodeConfig:
+    """evidence: rows as DEFAULT_EVIDENCE (given rows replace its rows). min_evidence: floor of every
+    position's classifier evidence. junk_probability: prior of a position being junk. edge_probability:
+    prior of the chain starting or ending inside the labelled range other than at its ends. detector_weight:
+    exponent of the detector evidence (0: ignore the detector). A vertebra of the labelled range has
+    likelihood `score` if a detection lies there, else detector_miss; anything else 1 - score (at
+    least detector_floor) if one lies there, else 1. anchor_bonus: likelihood ratio
+    for a path that includes the view's anchor level. l6_rate: L6 between L5 and S1 when the
+    checkpoints carry no count prior for the view."""
+
+    evidence: Mapping = field(default_factory=lambda: dict(DEFAULT_EVIDENCE))
+    min_evidence: float = 0.05
+    junk_probability: float = 0.05
+    edge_probability: float = 0.1
+    detector_weight: float = 1.0
+    detector_miss: float = 0.5
+    detector_floor: float = 0.1
+    anchor_bonus: float = 1.5
+    l6_rate: float = 0.05
+
+    def __post_init__(self):
+        self.evidence = {**DEFAULT_EVIDENCE, **{k: dict(v) for k, v in dict(self.evidence).items()}}
+        for name in ("min_evidence", "junk_probability", "edge_probability", "detector_miss", "detector_floor", "l6_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"decode.{name} must lie in [0, 1], not {getattr(self, name)}")
+        if not 0.0 < self.junk_probability < 1.0 or min(self.min_evidence, self.edge_probability) <= 0.0 or self.anchor_bonus < 1.0:
+            raise ValueError("decode needs 0 < junk_probability < 1, min_evidence and edge_probability > 0, anchor_bonus >= 1")
+
+
+@dataclass
+class ChainView:
+    """What the decoder knows of the film's view: its end landmarks (levels the classifier's
+    `top_end` / `bottom_end` mark, None where it has none), the labelled range kept (None: open),
+    the anchor end and the L6 rate."""
+
+    top_end: str | None
+    bottom_end: str | None
+    first_level: str | None
+    last_level: str | None
+    anchor: str = "top"
+    l6_rate: float = 0.05
+
+    @classmethod
+    def of(cls, top_end, bottom_end, first_level, last_level, anchor: str = "top", l6_rate: float = 0.05) -> "ChainView":
+        """A ChainView with level names in their canonical spelling."""
+        top_end, bottom_end, first_level, last_level = (
+            normalize_level(level) if level else None for level in (top_end, bottom_end, first_level, last_level)
+        )
+        return cls(top_end, bottom_end, first_level, last_level, anchor, l6_rate)
+
+    @property
+    def anchor_level(self) -> str | None:
+        return self.first_level if self.anchor == "top" else self.last_level
+
+
+@dataclass
+class Decoded:
+    """Per position: its level (None for junk and off the spine) and whether it is kept (a vertebra of
+    the labelled range); log_likelihood of the path."""
+
+    levels: list[str | None]
+    kept: list[bool]
+    log_likelihood: float
+
+
+def l6_rate_from_counts(counts: Mapping | None, top: str | None, bottom: str | None, default: float) -> float:
+    """The share of films with L6 among those annotated from `top` to `bottom` ({levels: films}),
+    where the range spans L5..S1; `default` otherwise."""
+    if not counts or top is None or bottom is None or not level_index(top) <= L5 < S1 <= level_index(bottom):
+        return default
+    usual = level_index(bottom) - level_index(top)  # levels from top to bottom without L6
+    films = {int(k): float(v) for k, v in counts.items()}
+    with_l6, without = films.get(usual + 1, 0.0), films.get(usual, 0.0)
+    return with_l6 / (with_l6 + without) if with_l6 + without > 0 else default
+
+
+def decode_chain(
+    probabilities: np.ndarray, classes: Sequence[str], support: np.ndarray, view: ChainView, config: DecodeConfig
+) -> Decoded:
+    """probabilities (N, C) in `classes` order, top to bottom (a NaN row: not classified); support (N,)
+    the detector's score at each position (0: none there)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(len(support), len(classes))
+    count = len(probabilities)
+    if count == 0:
+        return Decoded([], [], 0.0)
+    if view.first_level is None and view.last_level is None and view.top_end is None and view.bottom_end is None:
+        return Decoded([None] * count, [False] * count, 0.0)  # nothing to count from
+    states = _States(view, config.edge_probability)
+    evidence = _evidence(probabilities, list(classes), np.asarray(support, dtype=np.float64), states, config)
+    junk = np.log(config.junk_probability)
+    stay = np.log1p(-config.junk_probability)
+    successor = _successor_scores(states, view.l6_rate)  # (S, S) log P(next real state | real state)
+    size = len(states.names)
+    # score[i, s]: best path to position i in real state s; junk[i, s]: in junk after real state s
+    real_score = np.full((count, size), -np.inf)
+    junk_score = np.full((count, size), -np.inf)
+    real_from = np.zeros((count, size), dtype=np.int64)  # previous state, negative: -1 - (junk after it)
+    junk_from = np.zeros((count, size), dtype=np.int64)  # same: real (>= 0) or junk (< 0)
+    real_score[0] = evidence.real[0] + states.enter
+    junk_score[0, 0] = junk + evidence.junk[0]  # junk first: still off the spine
+    for i in range(1, count):
+        from_real = real_score[i - 1][:, None] + stay + successor  # (previous real, next real)
+        from_junk = junk_score[i - 1][:, None] + stay + successor
+        best_real, best_junk = from_real.max(axis=0), from_junk.max(axis=0)
+        use_junk = best_junk > best_real
+        real_score[i] = np.where(use_junk, best_junk, best_real) + evidence.real[i]
+        real_from[i] = np.where(use_junk, -1 - from_junk.argmax(axis=0), from_real.argmax(axis=0))
+        keep_real, keep_junk = real_score[i - 1] + junk, junk_score[i - 1] + junk
+        junk_score[i] = np.maximum(keep_real, keep_junk) + evidence.junk[i]
+        junk_from[i] = np.where(keep_junk > keep_real, -1 - np.arange(size), np.arange(size))
+    return _backtrack(real_score + states.leave, junk_score + states.leave, real_from, junk_from, states)
+
+
+class _States:
+    """The real states: OFF_BEFORE, C1..S1, OFF_AFTER; their evidence rows and whether each is kept."""
+
+    def __init__(self, view: ChainView, edge_probability: float):
+        self.names = [OFF_BEFORE, *LEVELS, OFF_AFTER]
+        first = level_index(view.first_level) if view.first_level else 0
+        last = level_index(view.last_level) if view.last_level else len(LEVELS) - 1
+        self.kept = np.array([False, *(first <= i <= last for i in range(len(LEVELS))), False])
+        self.rows = ["outside" if not kept else "vertebra" for kept in self.kept]
+        for end, row in ((view.top_end, "top_end"), (view.bottom_end, "bottom_end")):
+            if end:
+                self.rows[1 + level_index(end)] = row
+        self.anchor = 1 + level_index(view.anchor_level) if view.anchor_level else None
+        self.missing_ends = {name for end, name in ((view.top_end, "top_end"), (view.bottom_end, "bottom_end")) if not end}
+        # Where the view has a top (bottom) landmark, the chain enters (leaves) the labelled range there
+        # for free, elsewhere only at `edge_probability` (a film cut off inside the range, a walk that
+        # failed); without that landmark, where the chain begins (ends) says nothing.
+        self.enter, self.leave = np.zeros(len(self.names)), np.zeros(len(self.names))
+        for end, costs in ((view.top_end, self.enter), (view.bottom_end, self.leave)):
+            if end:
+                costs[self.kept] = np.log(edge_probability)
+                costs[1 + level_index(end)] = 0.0
+
+
+def _successor_scores(states: _States, l6_rate: float) -> np.ndarray:
+    """log P(next real state | real state): one level down (L6 at l6_rate); off the spine before it,
+    the chain may enter at any level; after any level, it may leave the spine for good."""
+    size = len(states.names)
+    scores = np.full((size, size), -np.inf)
+    for state in range(1, size - 1):
+        scores[state, state + 1] = 0.0
+    scores[0, : size - 1] = states.enter[: size - 1]
+    scores[:, size - 1] = states.leave
+    l5, l6, s1 = 1 + L5, 1 + L6, 1 + S1
+    with np.errstate(divide="ignore"):
+        scores[l5, l6], scores[l5, s1] = np.log(l6_rate), np.log1p(-l6_rate)
+    return scores
+
+
+@dataclass
+class _Evidence:
+    real: np.ndarray  # (N, S) log evidence per real state
+    junk: np.ndarray  # (N,) log evidence of junk
+
+
+def _evidence(probabilities: np.ndarray, classes: list[str], support: np.ndarray, states: _States, config: DecodeConfig) -> _Evidence:
+    unknown = ~np.isfinite(probabilities).all(axis=1)
+    probabilities = np.where(unknown[:, None], 1.0 / len(classes), probabilities)
+
+    def row(name: str) -> np.ndarray:
+        weights = np.array([config.evidence[name].get(c, 0.0) for c in classes])
+        if name == "vertebra":  # an end class where the view has no such end is a vertebra all the same
+            weights[[c in states.missing_ends for c in classes]] = 1.0
+        if not weights.any():  # a landmark the classifier has no class for says nothing beyond `vertebra`
+            return row("vertebra")
+        return np.log(config.min_evidence + (1.0 - config.min_evidence) * np.clip(probabilities @ weights, 0.0, 1.0))
+
+    rows = {name: row(name) for name in set(states.rows) | {"junk"}}
+    detected = support > 0
+    in_range = config.detector_weight * np.log(np.where(detected, np.maximum(support, config.detector_floor), config.detector_miss))
+    out_of_range = config.detector_weight * np.log(np.where(detected, np.maximum(1.0 - support, config.detector_floor), 1.0))
+    real = np.stack([rows[name] for name in states.rows], axis=1)
+    real += np.where(states.kept[None, :], in_range[:, None], out_of_range[:, None])
+    if states.anchor is not None:
+        real[:, states.anchor] += np.log(config.anchor_bonus)
+    return _Evidence(real, rows["junk"] + out_of_range)
+
+
+def _backtrack(real_score, junk_score, real_from, junk_from, states: _States) -> Decoded:
+    count = len(real_score)
+    last_real, last_junk = real_score[-1].max(), junk_score[-1].max()
+    in_junk = bool(last_junk > last_real)
+    state = int(junk_score[-1].argmax() if in_junk else real_score[-1].argmax())
+    path = [None] * count  # real state index, or None for junk
+    for i in range(count - 1, -1, -1):
+        path[i] = None if in_junk else state
+        pointer = int((junk_from if in_junk else real_from)[i, state]) if i > 0 else 0
+        in_junk, state = (True, -1 - pointer) if pointer < 0 else (False, pointer)
+    levels = [None if s is None or states.names[s] in (OFF_BEFORE, OFF_AFTER) else states.names[s] for s in path]
+    kept = [s is not None and bool(states.kept[s]) for s in path]
+    return Decoded(levels, kept, float(max(last_real, last_junk)))
+

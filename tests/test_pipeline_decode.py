@@ -1,0 +1,128 @@
+"""Decoding hand-made chains: ends, wrong calls, junk, the count prior, anchors."""
+
+import numpy as np
+import pytest
+
+from spinefm.data.levels import level_range
+from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END, VERTEBRA, class_names, levels_between_ends
+from spinefm.pipeline import ChainView, DecodeConfig, decode_chain
+from spinefm.pipeline.decode import l6_rate_from_counts
+from oracles import END_LEVELS, one_hot
+
+CLASSES = class_names(END_LEVELS)  # background, vertebra, top_end, bottom_end
+AP = ChainView.of("T1", "L5", "T1", "L5", "top")
+CERVICAL = ChainView.of("C2", None, "C2", "S1", "top")
+LUMBAR = ChainView.of(None, "S1", "C2", "S1", "bottom")
+
+
+def chain(calls, confidence=0.9):
+    return np.array([one_hot(CLASSES, call, confidence) for call in calls]).reshape(-1, len(CLASSES))
+
+
+def decode(calls, view, support=None, config=None, confidence=0.9):
+    support = np.zeros(len(calls)) if support is None else np.asarray(support, dtype=float)
+    return decode_chain(chain(calls, confidence), CLASSES, support, view, config or DecodeConfig())
+
+
+def ap_calls():
+    """T1..L5 as a good classifier calls them."""
+    return [TOP_END] + [VERTEBRA] * 15 + [BOTTOM_END]
+
+
+def test_a_clean_chain_is_its_range():
+    decoded = decode(ap_calls(), AP)
+    assert decoded.levels == level_range("T1", "L5") and all(decoded.kept)
+
+
+@pytest.mark.parametrize("index, wrong", [(13, BOTTOM_END), (2, TOP_END), (8, BACKGROUND), (15, BACKGROUND), (1, BOTTOM_END)])
+def test_one_wrong_call_changes_no_level(index, wrong):
+    """An early end, a background call in the middle or next to an end: the chain outvotes it."""
+    calls = ap_calls()
+    calls[index] = wrong
+    decoded = decode(calls, AP)
+    assert decoded.levels == level_range("T1", "L5") and all(decoded.kept)
+
+
+def test_positions_beyond_the_ends_are_dropped_and_counting_holds():
+    """Walked past both ends: two cervical vertebrae above T1 (called vertebra, no detection there)
+    and the sacrum below L5 (background); the detector found most of the range."""
+    calls = [VERTEBRA, VERTEBRA] + ap_calls() + [BACKGROUND, BACKGROUND]
+    support = [0.0, 0.0] + [0.9] * 17 + [0.0, 0.0]
+    support[5] = support[12] = 0.0  # two vertebrae the detector missed
+    decoded = decode(calls, AP, support)
+    assert decoded.kept == [False, False] + [True] * 17 + [False, False]
+    assert decoded.levels[2:19] == level_range("T1", "L5")
+
+
+def test_an_early_end_call_with_vertebrae_below_it():
+    """The classifier calls L3 `bottom_end` and the real L5 only `vertebra`; the detector saw L4 and
+    L5, and the count from T1 puts the end at the right place."""
+    calls = ap_calls()
+    calls[14], calls[16] = BOTTOM_END, VERTEBRA
+    support = [0.9] * 17
+    decoded = decode(calls + [BACKGROUND], AP, support + [0.0])
+    assert decoded.levels[:17] == level_range("T1", "L5") and decoded.kept == [True] * 17 + [False]
+
+
+def test_junk_inside_the_chain_keeps_the_level():
+    """A step that landed between two vertebrae (background, no detection) is junk: the count goes on."""
+    calls = ap_calls()
+    calls.insert(9, BACKGROUND)
+    support = [0.9] * 18
+    support[9] = 0.0
+    decoded = decode(calls, AP, support)
+    assert decoded.levels[9] is None and not decoded.kept[9]
+    assert [lv for lv in decoded.levels if lv] == level_range("T1", "L5")
+
+
+def test_without_end_evidence_counting_starts_at_the_anchor():
+    assert decode([VERTEBRA] * 4, CERVICAL).levels == ["C2", "C3", "C4", "C5"]
+    assert decode([VERTEBRA] * 3, LUMBAR).levels == ["L4", "L5", "S1"]
+    assert decode([VERTEBRA] * 5, AP).levels == ["T1", "T2", "T3", "T4", "T5"]
+
+
+def test_the_end_call_places_the_count():
+    """Cervical: C2 found second (the skull base above it called background)."""
+    decoded = decode([BACKGROUND, TOP_END, VERTEBRA, VERTEBRA], CERVICAL)
+    assert decoded.levels == [None, "C2", "C3", "C4"] and decoded.kept == [False, True, True, True]
+    lumbar = decode([VERTEBRA] * 6 + [BOTTOM_END, BACKGROUND], LUMBAR)
+    assert lumbar.levels == ["T12", "L1", "L2", "L3", "L4", "L5", "S1", None]
+
+
+def test_the_count_prior_decides_l6():
+    """A lumbar chain T12..S1 of 8 vertebrae: with an L6 in most training films it is read T12..S1
+    through L6; with none, as T11..S1."""
+    calls = [VERTEBRA] * 7 + [BOTTOM_END]
+    assert decode(calls, ChainView.of(None, "S1", "C2", "S1", "bottom", l6_rate=0.9)).levels == [
+        "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1"
+    ]
+    assert decode(calls, ChainView.of(None, "S1", "C2", "S1", "bottom", l6_rate=0.0)).levels == level_range("T11", "S1")
+
+
+def test_l6_rate_from_the_training_counts():
+    assert l6_rate_from_counts({"7": 30, "8": 10}, "T12", "S1", 0.05) == 0.25  # T12..S1: 7 levels, 8 with L6
+    assert l6_rate_from_counts({17: 481}, "T1", "L5", 0.05) == 0.05  # the range does not span L5..S1
+    assert l6_rate_from_counts({}, "T12", "S1", 0.05) == 0.05
+    levels = level_range("T12", "S1", include_optional=True)
+    assert levels_between_ends(levels, "lateral_lumbar", {"lateral_lumbar": {"top": "T12", "bottom": "S1"}}) == 8
+    assert levels_between_ends(levels, "lateral_lumbar", END_LEVELS) is None  # no top end in this view
+
+
+def test_without_any_level_to_count_from_nothing_is_labelled():
+    decoded = decode([VERTEBRA] * 3, ChainView.of(None, None, None, None))
+    assert decoded.levels == [None] * 3 and decoded.kept == [False] * 3
+    assert decode([], AP).levels == []
+
+
+def test_an_unclassified_position_takes_its_neighbours_word():
+    probabilities = chain(ap_calls())
+    probabilities[8] = np.nan  # a seed the classifier was not asked about
+    decoded = decode_chain(probabilities, CLASSES, np.zeros(17), AP, DecodeConfig())
+    assert decoded.levels == level_range("T1", "L5")
+
+
+def test_a_classifier_without_end_classes_leaves_the_landmarks_to_the_count():
+    classes = class_names({})
+    probabilities = np.stack([one_hot(classes, VERTEBRA)] * 17)
+    decoded = decode_chain(probabilities, classes, np.zeros(17), AP, DecodeConfig())
+    assert decoded.levels == level_range("T1", "L5")
