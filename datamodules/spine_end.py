@@ -1,8 +1,10 @@
 """Spine-end classifier samples: patches at vertebra centroids and at background points around the spine.
 
 Patches are cut once at setup (exact crops, zero fill outside the image), resized to `input_size`
-and kept in memory as uint8; training adds augmentations and, with `balanced`, draws every class
-about equally often per epoch.
+and kept in memory as uint8; training adds augmentations and draws rare classes more often
+(`balance`: 0 as the data is, 1 every class equally often). The class frequencies it trains with
+(`class_prior`) and the number of levels between the ends per view (`level_counts`) go into the
+checkpoint for the pipeline's decoder.
 """
 
 from __future__ import annotations
@@ -109,10 +111,18 @@ class PatchDataset(Dataset):
         return {"image": image, "label": torch.tensor(int(self.labels[index]))}
 
 
-def balanced_sampler(labels: np.ndarray, num_classes: int, seed: int) -> WeightedRandomSampler:
-    """Draws len(labels) samples per epoch, each class about equally often."""
+def class_frequencies(labels: np.ndarray, num_classes: int, balance: float) -> np.ndarray:
+    """How often each class is drawn per epoch (sums to 1) when a sample of a class with n samples
+    weighs n ** -balance: 0 draws the data as it is, 1 every class equally often."""
     counts = np.bincount(labels, minlength=num_classes).astype(float)
-    weights = 1.0 / counts[labels]
+    drawn = np.where(counts > 0, counts ** (1.0 - balance), 0.0)
+    return drawn / drawn.sum()
+
+
+def balanced_sampler(labels: np.ndarray, num_classes: int, seed: int, balance: float = 1.0) -> WeightedRandomSampler:
+    """Draws len(labels) samples per epoch, with the class frequencies of `class_frequencies`."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    weights = counts[labels] ** -balance
     generator = torch.Generator().manual_seed(seed)
     return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(labels), replacement=True, generator=generator)
 
@@ -134,7 +144,7 @@ class SpineEndDataModule(RecordDataModule):
         positive_jitter: float = 0.1,
         negatives_per_image: int = 8,
         ring: Mapping | None = None,
-        balanced: bool = True,
+        balance: float = 0.5,
         augment: Mapping | None = None,
         **kwargs,
     ):
@@ -144,11 +154,14 @@ class SpineEndDataModule(RecordDataModule):
         self.positive_jitter = positive_jitter
         self.negatives_per_image = negatives_per_image
         self.ring = {"inner": 0.25, "outer": 1.0, **dict(ring or {})}
-        self.balanced = balanced
+        if not 0.0 <= balance <= 1.0:
+            raise ValueError(f"spine_end balance must lie in [0, 1] (0: as the data is, 1: every class equally often), not {balance}")
+        self.balance = balance
         self.augment = augment
         self.end_levels = dict(self.dataset_cfg.get("end_levels") or {})
         self.classes = class_names(self.end_levels)
         self.level_counts: dict[str, dict[int, int]] = {}  # the decoder's count prior, from the training films
+        self.class_prior: list[float] | None = None  # class frequencies as drawn in training
 
     def record_samples(self, record: ImageRecord, train: bool, rng: np.random.Generator) -> tuple[list[np.ndarray], list[int]]:
         """Patches and class indices of one image: one per vertebra, `negatives_per_image` around the spine."""
@@ -189,17 +202,19 @@ class SpineEndDataModule(RecordDataModule):
         labels = np.asarray(labels, dtype=np.int64)
         counts = np.bincount(labels, minlength=len(self.classes))
         log.info("spine_end %s samples: %s", split, dict(zip(self.classes, counts.tolist())))
+        if train:
+            self.class_prior = class_frequencies(labels, len(self.classes), self.balance).tolist()
         patches = np.stack(patches) if patches else np.zeros((0, self.input_size, self.input_size), np.uint8)
         return PatchDataset(patches, labels, build_augment(self.augment) if train else None)
 
     def train_dataloader(self) -> DataLoader:
-        if not self.balanced:
+        if self.balance == 0:
             return super().train_dataloader()
         dataset = self.datasets["train"]
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=balanced_sampler(dataset.labels, len(self.classes), self.seed),
+            sampler=balanced_sampler(dataset.labels, len(self.classes), self.seed, self.balance),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

@@ -125,7 +125,7 @@ class OracleClassifier:
 
     def __init__(self, truth, end_levels=END_LEVELS, always=None, wrong=None, confidence=0.9):
         self.truth, self.end_levels, self.always, self.wrong = truth, end_levels, always, dict(wrong or {})
-        self.classes = class_names(end_levels)
+        self.classes, self.class_prior = class_names(end_levels), None
         self.confidence = confidence
 
     def name(self, centre) -> str:

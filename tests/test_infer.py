@@ -178,7 +178,7 @@ def test_instances_json_is_strict_and_reads_back_the_exact_masks(tmp_path):
     atomic_write_json(tmp_path / "hand.json", instances_json(result, {"file": "hand.png"}))
     text = (tmp_path / "hand.json").read_text()
     assert "NaN" not in text and json.loads(text)["trace"]["steps"][0]["predicted"] == [None, 12.0]
-    image, vertebrae, scores = read_prediction(tmp_path / "hand.json")
+    image, vertebrae, scores, _ = read_prediction(tmp_path / "hand.json")
     assert image["id"] == "hand" and [v.level for v in vertebrae] == ["T12", "L1", "L2"] and scores == [0.9] * 3
     for vertebra, instance in zip(vertebrae, result.instances):
         mask, offset = vertebra.mask_crop()

@@ -73,7 +73,7 @@ class Segmenter:
 
 class Classifier:
     patch = OracleClassifier.patch
-    classes = class_names(END_LEVELS)
+    classes, class_prior = class_names(END_LEVELS), None
 
     def __init__(self, films):
         self.films = films

@@ -143,7 +143,7 @@ def test_the_step_cap_holds_on_a_spine_that_never_ends(max_steps):
 
     class Always:
         patch = PATCH
-        classes = class_names(END_LEVELS)
+        classes, class_prior = class_names(END_LEVELS), None
 
         def classify(self, image, centres, sides):
             return np.tile(np.eye(len(self.classes))[self.classes.index(VERTEBRA)], (len(centres), 1))

@@ -10,7 +10,7 @@ import torchvision
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from datamodules.spine_end import SpineEndDataModule, background_ring, sample_background, vertebra_size
+from datamodules.spine_end import SpineEndDataModule, background_ring, class_frequencies, sample_background, vertebra_size
 from spinefm.checkpoints import load_component
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.data.patches import median_spacing, patch_side
@@ -113,16 +113,22 @@ def synthetic_datamodule():
     return module
 
 
-def test_balanced_sampler_draws_classes_about_equally(synthetic_datamodule):
+@pytest.mark.parametrize("balance", [1.0, 0.5])
+def test_balanced_sampler_draws_rare_classes_more_often(synthetic_datamodule, balance):
+    """balance 1: every class about equally often; 0.5: in proportion to the square root of its count.
+    The frequencies drawn are the class prior the checkpoint keeps."""
     natural = np.bincount(synthetic_datamodule.datasets["train"].labels, minlength=4)
     assert natural[2] < natural[1] / 5 and natural[3] < natural[1] / 5  # ends are rare
+    synthetic_datamodule.balance = balance
+    expected = np.sqrt(natural) / np.sqrt(natural).sum() if balance == 0.5 else np.full(4, 0.25)
+    assert np.allclose(class_frequencies(synthetic_datamodule.datasets["train"].labels, 4, balance), expected)
     counts, loader = Counter(), synthetic_datamodule.train_dataloader()
     for _ in range(4):  # epochs: the sampler draws afresh each time
         for batch in loader:
             counts.update(batch["label"].tolist())
     assert sum(counts.values()) == 4 * natural.sum()
-    mean = sum(counts.values()) / 4
-    assert all(0.75 * mean < counts[c] < 1.25 * mean for c in range(4)), counts
+    drawn = sum(counts.values()) * expected
+    assert all(0.75 * drawn[c] < counts[c] < 1.25 * drawn[c] for c in range(4)), counts
     batch = next(iter(synthetic_datamodule.val_dataloader()))
     assert batch["image"].shape[1:] == (1, 32, 32) and 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
 
@@ -179,6 +185,9 @@ def test_tiny_model_learns_and_its_checkpoint_reloads(tmp_path, one_thread):
     assert inference["classes"] == FOUR and inference["input_size"] == 64
     assert inference["patch"]["mode"] == "spacing"
     assert set(inference["end_levels"]) == {"lateral_cervical", "lateral_lumbar", "ap_thoracolumbar"}
+    # the decoder's count prior: only the AP view has both ends, and a whole phantom holds all 17 of T1..L5
+    assert list(inference["level_counts"]) == ["ap_thoracolumbar"] and list(inference["level_counts"]["ap_thoracolumbar"]) == [17]
+    assert len(inference["class_prior"]) == 4 and sum(inference["class_prior"]) == pytest.approx(1.0)
 
     checkpoint = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=True)
     lightning_module = SpineEndModule(**checkpoint["hyper_parameters"])

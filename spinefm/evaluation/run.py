@@ -2,7 +2,8 @@
 film against its annotations, and write the report.
 
 Output folder (the Hydra run folder): `predictions/` (infer.py's files, when the pipeline ran),
-`summary.json` (every headline figure, the clinical angles' errors, what was run: dataset, split,
+`summary.json` (every headline figure, the clinical angles' errors, the walks' stop reasons and
+unclaimed detections (`walk`), what was run: dataset, split,
 checkpoints, inference counts, and the resolved config), `per_vertebra.csv`, `per_image.csv`,
 `per_level.csv`, `clinical.csv`, `per_level_dice.png`, `identification_rate.png`, and `worst/`:
 the films with the lowest per-image Dice, predicted masks in colour and annotated outlines in white.
@@ -26,6 +27,7 @@ from spinefm.evaluation.clinical_report import clinical_comparison, clinical_sum
 from spinefm.evaluation.metrics import EvaluationSettings, MetricAccumulator
 from spinefm.evaluation.pictures import comparison_picture
 from spinefm.evaluation.report import format_table, worst_images, write_report
+from spinefm.evaluation.walk import WalkTally, format_walk
 from spinefm.io_utils import atomic_write_csv, atomic_write_json, atomic_write_png
 from spinefm.pipeline.from_config import loop_from_config, predict_options
 from spinefm.pipeline.outputs import output_paths, read_prediction
@@ -55,6 +57,7 @@ def evaluate(cfg: DictConfig) -> dict | None:
     run["unreadable"] += scored["unreadable"]
     summary = scored["accumulator"].summary()
     summary["clinical"] = clinical_summary(scored["clinical"])
+    summary["walk"] = scored["walk"]
     summary["run"] = run
     summary["config"] = OmegaConf.to_container(cfg, resolve=True)
     write_report(output_dir, scored["accumulator"].vertebra_rows, scored["accumulator"].image_rows, summary)
@@ -67,13 +70,14 @@ def evaluate(cfg: DictConfig) -> dict | None:
 
 
 def score(records: list[ImageRecord], predictions: Path, settings: EvaluationSettings, view: str | None) -> dict:
-    accumulator = MetricAccumulator(settings)
+    accumulator, walk = MetricAccumulator(settings), WalkTally()
     clinical, without_prediction, unreadable = [], [], []
     for record in tqdm(records, desc="score", unit="film"):
         path = output_paths(predictions, record.id)["instances"]
         spacing = record.spacing_mm
         if path.is_file():
-            image, pred, scores = read_prediction(path)
+            image, pred, scores, trace = read_prediction(path)
+            walk.add(trace)
             shape = (image["height"], image["width"])
             spacing = spacing or (tuple(image["spacing_mm"]) if image.get("spacing_mm") else None)
             film_view = record.view or image.get("view") or view
@@ -87,7 +91,7 @@ def score(records: list[ImageRecord], predictions: Path, settings: EvaluationSet
             without_prediction.append(record.id)
         accumulator.add(record.id, record.vertebrae, pred, scores, shape, spacing)
         clinical.append(clinical_comparison(record, pred, film_view, shape[0]))
-    return {"accumulator": accumulator, "clinical": clinical, "without_prediction": without_prediction, "unreadable": unreadable}
+    return {"accumulator": accumulator, "walk": walk.summary(), "clinical": clinical, "without_prediction": without_prediction, "unreadable": unreadable}
 
 
 def _draw(record: ImageRecord, predictions: Path, folder: Path, overlay: DictConfig) -> None:
@@ -107,6 +111,7 @@ def format_report(summary: dict) -> str:
     for key, value in summary["clinical"].items():
         text = ", ".join(f"{k} {v:.2f}" for k, v in value.items()) if isinstance(value, dict) else f"{value:.2f}" if isinstance(value, float) else str(value)
         lines.append(f"{key:<32} {text}")
+    lines += format_walk(summary["walk"])
     run = summary["run"]
     lines.append(f"films {run['films']}, without prediction {len(run['without_prediction'])}, unreadable {len(run['unreadable'])}")
     return "\n".join(lines)

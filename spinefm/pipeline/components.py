@@ -207,9 +207,19 @@ class SpineEndAdapter(_Adapter):
     """The spine-end classifier on `classifier_patch` patches (as `datamodules.spine_end`); returns
     class probabilities (softmax, in `classes` order)."""
 
-    def __init__(self, model, classes: Sequence[str], patch: Mapping, input_size: int, batch_size: int = 64, device: str = "cpu"):
+    def __init__(
+        self,
+        model,
+        classes: Sequence[str],
+        patch: Mapping,
+        input_size: int,
+        class_prior: Sequence[float] | None = None,
+        batch_size: int = 64,
+        device: str = "cpu",
+    ):
         self.model = model.to(device).eval()
         self.classes = list(classes)
+        self.class_prior = None if class_prior is None else list(class_prior)
         self.patch = dict(patch)
         self.input_size = input_size
         self.batch_size = batch_size
@@ -218,6 +228,7 @@ class SpineEndAdapter(_Adapter):
     def from_checkpoint(cls, path, device: str = "cpu", **overrides) -> "SpineEndAdapter":
         model, info = load_component(path, expected="spine_end")
         settings = {k: info["inference"][k] for k in ("classes", "patch", "input_size")}
+        settings["class_prior"] = info["inference"].get("class_prior")  # None in checkpoints trained fully balanced
         return _with_info(cls(model, **{**settings, **overrides}, device=device), info)
 
     def cut(self, image: np.ndarray, centres: np.ndarray, sides) -> np.ndarray:

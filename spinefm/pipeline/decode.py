@@ -120,11 +120,21 @@ def l6_rate_from_counts(counts: Mapping | None, top: str | None, bottom: str | N
 
 
 def decode_chain(
-    probabilities: np.ndarray, classes: Sequence[str], support: np.ndarray, view: ChainView, config: DecodeConfig
+    probabilities: np.ndarray,
+    classes: Sequence[str],
+    support: np.ndarray,
+    view: ChainView,
+    config: DecodeConfig,
+    class_prior: Sequence[float] | None = None,
 ) -> Decoded:
     """probabilities (N, C) in `classes` order, top to bottom (a NaN row: not classified); support (N,)
-    the detector's score at each position (0: none there)."""
+    the detector's score at each position (0: none there); class_prior: the class frequencies the
+    classifier was trained with (None: equal), divided out so that every class weighs the same and
+    the chain's structure alone says how rare the ends are."""
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(len(support), len(classes))
+    if class_prior is not None:
+        probabilities = probabilities / np.asarray(class_prior, dtype=np.float64)
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
     count = len(probabilities)
     if count == 0:
         return Decoded([], [], 0.0)

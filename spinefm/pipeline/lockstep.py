@@ -65,6 +65,7 @@ class _Proxy:
         self.queues = queues
         self.patch = getattr(component, "patch", None)
         self.classes = getattr(component, "classes", None)
+        self.class_prior = getattr(component, "class_prior", None)
 
     def segment(self, image, centres, sides):
         return self.queues.call("segment", image, centres, sides)

@@ -9,7 +9,7 @@ decoding of the whole chain (docs in `spinefm.pipeline.decode`).
    that no position has claimed when one lies within `snap_radius` spacings, segment a patch there
    and classify at the refined centroid, keeping every class probability. Soft evidence never stops
    a direction: it stops on a hard stop (border, empty mask, overlap, the step cap), or after
-   `patience` doubtful steps in a row (not called a vertebra, no detection there) unless a
+   `patience` doubtful steps in a row (background or this direction's end, no detection there) unless a
    confident unclaimed detection lies ahead (`lookahead` spacings).
 4. Decode the chain (`decode.decode_chain`): which positions are vertebrae of the labelled range,
    and their levels, from the class probabilities, the detector's support and the count prior.
@@ -31,7 +31,7 @@ import numpy as np
 from spinefm.data.intensity import to_uint8
 from spinefm.data.masks import crop_iou
 from spinefm.data.patches import patch_side
-from spinefm.models.spine_end import BOTTOM_END, TOP_END, VERTEBRA
+from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END
 from spinefm.pipeline.decode import DecodeConfig, decode_chain
 from spinefm.pipeline.labels import LabelConfig
 from spinefm.pipeline.types import (
@@ -51,8 +51,8 @@ class LoopConfig:
     centroid spacings inside the image (negative: outside is allowed). classify_seeds: ask the end
     classifier about the seeds too. size_to_spacing: with a single seed, centroid spacing = this x
     sqrt(its detected area), for spacing-sized patches.
-    patience: doubtful steps in a row (not called `vertebra`, no confident detection under the mask)
-    that end a direction; lookahead: a confident unclaimed detection within this many spacings ahead
+    patience: doubtful steps in a row (called background or this direction's end class, no confident
+    detection under the mask) that end a direction; lookahead: a confident unclaimed detection within this many spacings ahead
     of the walking end keeps it going (0: never). snap_radius: a predicted point moves to the centroid
     of a confident unclaimed detection within this many spacings (0: never); snap_score: the
     detection score that counts as confident (for snapping, lookahead and a step's support).
@@ -311,8 +311,9 @@ class InductiveLoop:
         walker.found.append(_Found(crop, step.refined, walker.direction, probabilities, step.support))
         walker.chain.append(step.refined)
         walker.previous = crop
-        walker.end_called |= step.spine_class == (TOP_END if walker.direction == UP else BOTTOM_END)
-        doubtful = step.spine_class != VERTEBRA and step.support == 0.0
+        end_call = step.spine_class == (TOP_END if walker.direction == UP else BOTTOM_END)
+        walker.end_called |= end_call
+        doubtful = (end_call or step.spine_class == BACKGROUND) and step.support == 0.0
         walker.doubts = walker.doubts + 1 if doubtful else 0
         if walker.doubts < config.patience:
             return
@@ -344,7 +345,8 @@ class InductiveLoop:
         unknown = np.full(len(classes), np.nan)
         probabilities = np.stack([f.probabilities if f.probabilities is not None else unknown for f in found])
         support = np.array([f.support for f in found])
-        decoded = decode_chain(probabilities, classes, support, config.labels.chain_view(view, config.decode.l6_rate), config.decode)
+        chain_view = config.labels.chain_view(view, config.decode.l6_rate)
+        decoded = decode_chain(probabilities, classes, support, chain_view, config.decode, self.classifier.class_prior)
         trace.chain_levels = decoded.levels
         trace.chain_kept = decoded.kept
         trace.dropped = {"decoded_out": decoded.kept.count(False), "empty": 0, "duplicate": 0}

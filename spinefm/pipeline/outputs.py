@@ -100,15 +100,16 @@ def decode_mask(entry: dict) -> tuple[np.ndarray, tuple[int, int]]:
     return mask, (int(entry["offset"][0]), int(entry["offset"][1]))
 
 
-def read_prediction(path) -> tuple[dict, list[Vertebra], list[float]]:
-    """An instances JSON as (its image entry, the vertebrae top to bottom with exact masks, their scores)."""
+def read_prediction(path) -> tuple[dict, list[Vertebra], list[float], dict]:
+    """An instances JSON as (its image entry, the vertebrae top to bottom with exact masks, their
+    scores, the loop's trace)."""
     payload = json.loads(Path(path).read_text())
     vertebrae, scores = [], []
     for instance in payload["instances"]:
         mask, offset = decode_mask(instance["mask"])
         vertebrae.append(Vertebra(instance["level"], mask=mask, offset=offset, exact=False))
         scores.append(float(instance["score"]))
-    return payload["image"], vertebrae, scores
+    return payload["image"], vertebrae, scores, payload.get("trace") or {}
 
 
 def instances_json(result: LoopResult, image_info: dict) -> dict:

@@ -202,6 +202,7 @@ class NextPointPredictor(Protocol):
 class EndClassifier(Protocol):
     patch: dict
     classes: list[str]  # `spinefm.models.spine_end.class_names` order
+    class_prior: list[float] | None  # class frequencies in training (None: every class equally often)
 
     def classify(self, image: np.ndarray, centres: np.ndarray, sides) -> np.ndarray:
         """Class probabilities (N, len(classes)) at the points."""

@@ -47,17 +47,20 @@ class SpineEndModule(ComponentModule):
         self.val_confusion = MulticlassConfusionMatrix(num_classes=len(classes))
         self.last_confusion_matrix: torch.Tensor | None = None
         self.level_counts: dict[str, dict[int, int]] = {}
+        self.class_prior: list[float] | None = None
 
     def on_fit_start(self) -> None:
-        # The decoder's count prior: levels from the top end to the bottom end per view in the training films.
-        counts = getattr(self.trainer.datamodule, "level_counts", None)
-        if counts is not None:
-            self.level_counts = {view: dict(films) for view, films in counts.items()}
+        # For the pipeline's decoder: the levels from the top end to the bottom end per view in the
+        # training films (its count prior), and the class frequencies the classifier was trained with.
+        datamodule = self.trainer.datamodule
+        self.level_counts = {view: dict(films) for view, films in (getattr(datamodule, "level_counts", None) or {}).items()}
+        self.class_prior = getattr(datamodule, "class_prior", None)
 
     def checkpoint_metadata(self) -> dict:
         metadata = super().checkpoint_metadata()
         metadata["model"]["init_checkpoint"] = None  # the state dict holds every weight: loading needs no other file
         metadata["inference"]["level_counts"] = self.level_counts
+        metadata["inference"]["class_prior"] = self.class_prior
         return metadata
 
     def training_step(self, batch, batch_idx):

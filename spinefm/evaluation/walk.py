@@ -1,0 +1,41 @@
+"""How the walks went over a run: each direction's stop reasons, the chain positions the decoder
+dropped, and the confident detections no final vertebra claimed (from each film's `trace`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from spinefm.pipeline.types import DOWN, UP
+
+
+class WalkTally:
+    def __init__(self):
+        self.stops = {UP: Counter(), DOWN: Counter()}
+        self.dropped: Counter = Counter()
+        self.unclaimed = 0
+        self.films = 0
+
+    def add(self, trace: dict) -> None:
+        self.films += 1
+        for direction, reason in (trace.get("stops") or {}).items():
+            self.stops[direction][reason] += 1
+        self.dropped.update(trace.get("dropped") or {})
+        self.unclaimed += int(trace.get("unclaimed") or 0)
+
+    def summary(self) -> dict:
+        """{stops: {up: {reason: films}, down: ...}, dropped: {why: positions}, unclaimed_per_film}."""
+        return {
+            "films": self.films,
+            "stops": {direction: dict(counts.most_common()) for direction, counts in self.stops.items()},
+            "dropped": dict(self.dropped),
+            "unclaimed_per_film": self.unclaimed / self.films if self.films else float("nan"),
+        }
+
+
+def format_walk(walk: dict) -> list[str]:
+    """Terminal lines: stop reasons per direction and unclaimed detections."""
+    lines = []
+    for direction, counts in walk["stops"].items():
+        lines.append(f"{'stops ' + direction:<32} " + (", ".join(f"{reason} {n}" for reason, n in counts.items()) or "-"))
+    lines.append(f"{'unclaimed detections per film':<32} {walk['unclaimed_per_film']:.2f}")
+    return lines
