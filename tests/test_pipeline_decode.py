@@ -130,11 +130,13 @@ def test_a_classifier_without_end_classes_leaves_the_landmarks_to_the_count():
 
 def test_the_training_class_prior_is_divided_out():
     """A classifier trained on the natural frequencies (ends rare) gives the real L5 only 0.3 of
-    `bottom_end`; with its training prior divided out that marks the end, and a film cut off at T5
-    counts up from it. Taken at face value, the count would start from T1 instead."""
-    prior = [0.3, 0.6, 0.05, 0.05]
+    `bottom_end`: divided by its training prior that marks the end, and a film cut off at T5 counts
+    up from it; the decoder reads the probabilities as if every class had been drawn equally often."""
+    prior = np.array([0.3, 0.6, 0.05, 0.05])
     probabilities = chain([VERTEBRA] * 13 + [BACKGROUND])
     probabilities[12] = [0.05, 0.65, 0.0, 0.3]  # L5
     decoded = decode_chain(probabilities, CLASSES, np.zeros(14), AP, DecodeConfig(), class_prior=prior)
     assert decoded.levels == level_range("T5", "L5") + [None]
-    assert decode_chain(probabilities, CLASSES, np.zeros(14), AP, DecodeConfig()).levels[0] == "T1"
+    equal = probabilities / prior
+    equal /= equal.sum(axis=1, keepdims=True)
+    assert decode_chain(equal, CLASSES, np.zeros(14), AP, DecodeConfig()).log_likelihood == pytest.approx(decoded.log_likelihood)
