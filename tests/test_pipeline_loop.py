@@ -86,7 +86,8 @@ def test_background_stop_where_the_classifier_sees_no_vertebra():
     direction, and the decoder drops them."""
     record = phantom("lateral_cervical")  # below T1 there is no annotated vertebra: a blob there is background
     truth = Truth(record)
-    result = oracle_loop(record, middle(record), segmenter=OracleSegmenter(truth, blob=2)).run(record.image, view=record.view)
+    loop = oracle_loop(record, middle(record), {"patience": 2}, segmenter=OracleSegmenter(truth, blob=2))
+    result = loop.run(record.image, view=record.view)
     assert result.trace.stops == {UP: "end", DOWN: "background"}  # up: C2, called top_end, was the first doubt
     assert [s.spine_class for s in result.trace.steps_in(UP)[-2:]] == [TOP_END, BACKGROUND]
     assert [s.spine_class for s in result.trace.steps_in(DOWN)[-2:]] == [BACKGROUND] * 2

@@ -70,7 +70,7 @@ class LoopConfig:
     border_margin: float = 0.0
     classify_seeds: bool = True
     size_to_spacing: float = 1.1
-    patience: int = 2
+    patience: int = 3
     lookahead: float = 2.5
     snap_radius: float = 0.5
     snap_score: float = 0.7
@@ -224,14 +224,14 @@ class InductiveLoop:
             return result
         if len(seeds) == 1:
             trace.stops = {UP: "one_seed", DOWN: "one_seed"}
-            result.instances = self._finish(seeds, view, claims, trace)
+            result.chain, result.instances = self._finish(seeds, view, claims, trace)
             return result
         centroids = [s.centroid for s in seeds]
         up = _Walker(UP, centroids[::-1], seeds[0].probability)
         down = _Walker(DOWN, centroids, seeds[-1].probability)
         self._walk(film, [up, down], claims, trace)
         trace.stops = {UP: up.stop, DOWN: down.stop}
-        result.instances = self._finish(up.found[::-1] + seeds + down.found, view, claims, trace)
+        result.chain, result.instances = self._finish(up.found[::-1] + seeds + down.found, view, claims, trace)
         return result
 
     def _segment_seeds(self, film: np.ndarray, detections: list[Detection], claims: _Detections, trace: Trace) -> list[_Found]:
@@ -338,32 +338,22 @@ class InductiveLoop:
     def _side(component, spacing: float) -> int:
         return patch_side(component.patch, spacing)
 
-    def _finish(self, found: list[_Found], view: str | None, claims: _Detections, trace: Trace) -> list[Instance]:
-        """Decode the chain, post-process the kept positions, drop duplicates; instances top to bottom with their levels."""
+    def _finish(self, found: list[_Found], view: str | None, claims: _Detections, trace: Trace) -> tuple[list[Instance | None], list[Instance]]:
+        """Decode the chain and post-process every position: (the chain's instances, None where a mask
+        came out empty; the kept ones, duplicates dropped, top to bottom with their levels)."""
         config = self.config
         classes = list(self.classifier.classes)
         unknown = np.full(len(classes), np.nan)
-        probabilities = np.stack([f.probabilities if f.probabilities is not None else unknown for f in found])
-        support = np.array([f.support for f in found])
-        chain_view = config.labels.chain_view(view, config.decode.l6_rate)
-        decoded = decode_chain(probabilities, classes, support, chain_view, config.decode, self.classifier.class_prior)
-        trace.chain_levels = decoded.levels
-        trace.chain_kept = decoded.kept
-        trace.dropped = {"decoded_out": decoded.kept.count(False), "empty": 0, "duplicate": 0}
-        instances = []
-        for item, level, kept in zip(found, decoded.levels, decoded.kept):
-            if not kept:
-                continue
-            instance = self._final_instance(item, level, classes)
-            if instance is None:
-                trace.dropped["empty"] += 1
-            else:
-                instances.append(instance)
-        keep = deduplicate(instances, config.duplicate_iou)
-        trace.dropped["duplicate"] = len(instances) - len(keep)
-        instances = [instances[i] for i in keep]
+        trace.chain_probabilities = np.stack([f.probabilities if f.probabilities is not None else unknown for f in found])
+        trace.chain_support = np.array([f.support for f in found])
+        trace.chain_view = config.labels.chain_view(view, config.decode.l6_rate)
+        trace.class_prior = self.classifier.class_prior
+        decoded = decode_chain(trace.chain_probabilities, classes, trace.chain_support, trace.chain_view, config.decode, trace.class_prior)
+        chain = [self._final_instance(item, level, classes) for item, level in zip(found, decoded.levels)]
+        instances = select_instances(chain, decoded.kept, config.duplicate_iou, trace)
+        trace.chain_levels, trace.chain_kept = decoded.levels, decoded.kept
         trace.unclaimed = unclaimed_detections(claims, instances, config.mask_threshold)
-        return instances
+        return chain, instances
 
     def _final_instance(self, item: _Found, level: str | None, classes: list[str]) -> Instance | None:
         config = self.config
@@ -394,6 +384,16 @@ class InductiveLoop:
             spine_class=spine_class,
             level=level,
         )
+
+
+def select_instances(chain: list[Instance | None], kept: list[bool], duplicate_iou: float, trace: Trace) -> list[Instance]:
+    """The chain's kept instances, duplicates dropped; counts what was dropped in `trace.dropped`."""
+    trace.dropped = {"decoded_out": kept.count(False), "empty": 0, "duplicate": 0}
+    instances = [instance for instance, keep in zip(chain, kept) if keep and instance is not None]
+    trace.dropped["empty"] = sum(keep and instance is None for instance, keep in zip(chain, kept))
+    survivors = deduplicate(instances, duplicate_iou)
+    trace.dropped["duplicate"] = len(instances) - len(survivors)
+    return [instances[i] for i in survivors]
 
 
 def _stop(walker: _Walker, step: Step, reason: str) -> None:

@@ -8,14 +8,17 @@
 - `<id>.json` (written last, so its presence means the film is done): COCO-like instances
   `{image: {id, file, height, width, view, inverted, spacing_mm}, instances: [{level, category_id
   (label map value), score, source, spine_class, area, centroid [x, y], bbox_xyxy, segmentation
-  [[x0, y0, x1, y1, ...], ...], mask: {offset [x0, y0], size [h, w], counts}}], trace}`. `mask` is
+  [[x0, y0, x1, y1, ...], ...], mask: {offset [x0, y0], size [h, w], counts}}], trace, chain}`. `mask` is
   the exact binary mask: COCO compressed RLE (pycocotools) of its crop, whose top-left pixel is
   `offset`; `read_prediction` reads it back. NaN or infinite numbers are written as null. Coordinates are pixels with pixel centres at integers
   (the project's convention; COCO files add 0.5); a box's x1, y1 are exclusive. `segmentation`
   holds one polygon per connected part of the mask (outer boundary pixels, `cv2.findContours`;
   parts under 3 boundary points are left out). `trace` is the loop's `Trace`: detections, seeds and
   their refined centroids, every step (window, predicted and refined point, IoU, class, outcome),
-  and `stops`, each direction's stop reason (`spinefm.pipeline.types.STOP_REASONS`).
+  and `stops`, each direction's stop reason (`spinefm.pipeline.types.STOP_REASONS`), and the
+  decoder's input and output. `chain`: every position the walk segmented, top to bottom, with its
+  decoded level, whether it was kept, score, centroid and exact mask (null where the mask came out
+  empty): `spinefm.pipeline.redecode` decodes it again with other settings without running a model.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from spinefm.data.levels import LEVELS, level_index
 from spinefm.data.record import Vertebra
 from spinefm.io_utils import atomic_write_json, atomic_write_png
 from spinefm.pipeline.patching import clip_box
-from spinefm.pipeline.types import Instance, LoopResult
+from spinefm.pipeline.types import Instance, LoopResult, MaskCrop
 
 SUFFIXES = {"labels": ".labels.png", "overlay": ".overlay.png", "instances": ".json"}
 
@@ -112,12 +115,42 @@ def read_prediction(path) -> tuple[dict, list[Vertebra], list[float], dict]:
     return payload["image"], vertebrae, scores, payload.get("trace") or {}
 
 
+def chain_entry(instance: Instance | None, kept: bool) -> dict | None:
+    """A chain position as written: decoded level, kept, score, source, class, centroid and exact mask (None: empty)."""
+    if instance is None:
+        return None
+    return {
+        "level": instance.level,
+        "kept": kept,
+        "score": instance.score,
+        "source": instance.source,
+        "spine_class": instance.spine_class,
+        "centroid": instance.centroid,
+        "mask": encode_mask(instance.mask, instance.offset),
+    }
+
+
+def read_chain(payload: dict) -> list[Instance | None]:
+    """The chain positions of an instances JSON as instances (probabilities: the binary mask)."""
+    chain = []
+    for entry in payload.get("chain") or []:
+        if entry is None:
+            chain.append(None)
+            continue
+        mask, offset = decode_mask(entry["mask"])
+        probability = MaskCrop(mask.astype(np.float32), offset)
+        centroid = np.asarray(entry["centroid"], float)
+        chain.append(Instance(probability, mask, centroid, entry["score"], entry["source"], entry["spine_class"], entry["level"]))
+    return chain
+
+
 def instances_json(result: LoopResult, image_info: dict) -> dict:
     height, width = result.image_shape
     return {
         "image": {"id": result.image_id, "height": height, "width": width, "view": result.view, **image_info},
         "instances": [instance_entry(i) for i in result.instances],
         "trace": dataclasses.asdict(result.trace),
+        "chain": [chain_entry(i, kept) for i, kept in zip(result.chain, result.trace.chain_kept)],
         "categories": [{"id": label_value(level), "name": level} for level in LEVELS],
     }
 

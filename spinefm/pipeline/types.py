@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from spinefm.data.record import Vertebra
+from spinefm.pipeline.decode import ChainView
 from spinefm.pipeline.patching import paste
 
 UP, DOWN = "up", "down"
@@ -135,7 +136,8 @@ class Trace:
     the seeds (indices into the detections), the refined centroids and class probabilities (in
     `classes` order) of the seeds whose mask was not empty, every step (both directions interleaved,
     as they ran), and why each direction stopped. The chain (up steps reversed, seeds, down steps,
-    each segmented and classified) decodes to `chain_levels` (None: junk or beyond C1..S1) and
+    each segmented and classified) is the decoder's input (`chain_probabilities`, `chain_support`,
+    `chain_view`, `class_prior`) and decodes to `chain_levels` (None: junk or off the spine) and
     `chain_kept` (a vertebra of the labelled range). dropped counts chain positions removed:
     "decoded_out" (not kept by the decoder), "empty" (nothing left after post-processing),
     "duplicate" (overlapping a better one). unclaimed: confident detections under no final mask."""
@@ -150,6 +152,10 @@ class Trace:
     seed_probabilities: list[np.ndarray | None] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     stops: dict[str, str] = field(default_factory=dict)
+    chain_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    chain_support: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    chain_view: ChainView | None = None
+    class_prior: list[float] | None = None
     chain_levels: list[str | None] = field(default_factory=list)
     chain_kept: list[bool] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -161,13 +167,15 @@ class Trace:
 
 @dataclass
 class LoopResult:
-    """The kept instances top to bottom, with their level labels, and the trace."""
+    """The kept instances top to bottom, with their level labels, and the trace; chain: every chain
+    position post-processed (None where its mask came out empty), for decoding again offline."""
 
     image_id: str | None
     image_shape: tuple[int, int]
     view: str | None
     instances: list[Instance]
     trace: Trace
+    chain: list[Instance | None] = field(default_factory=list)
 
     @property
     def levels(self) -> list[str | None]:
