@@ -197,3 +197,42 @@ def test_two_detections_walk_with_constant_velocity_until_three_points_exist(vie
         steps = result.trace.steps_in(direction)
         assert len(steps[0].window) == 2 and all(len(s.window) == 3 for s in steps[1:])
     assert all(len(set(map(tuple, w))) == 3 for w in predictor.windows)
+
+
+def test_predicted_points_snap_to_unclaimed_detections_and_strays_are_counted():
+    """A predictor off by 0.4 spacings sideways: every step near a detection is prompted at its
+    centroid instead; a confident detection far from the spine stays unclaimed."""
+    record = phantom("ap_thoracolumbar")
+    truth = Truth(record)
+
+    class Sideways(OraclePredictor):
+        def predict(self, windows, image_sizes):
+            return super().predict(windows, image_sizes) + [0.4 * truth.spacing, 0.0]
+
+    everything = list(range(len(record.vertebrae)))
+    scores = [0.99 if i in middle(record) else 0.9 for i in everything]
+    loop = oracle_loop(record, everything, predictor=Sideways(truth), scores=scores)
+    stray = Detection(disc((5.0, 5.0), 2), 0.95, np.array([5.0, 5.0]), 13.0)
+    loop.detector.detect = lambda images, found=loop.detector.detect: [found(images)[0] + [stray]]
+    result = loop.run(record.image, view=record.view)
+    assert_matches_truth(result, record)
+    on_spine = [s for s in result.trace.steps if s.refined is not None]
+    assert on_spine and all(s.snapped is not None and np.allclose(s.prompt, truth.centroids[truth.at(s.snapped)]) for s in on_spine)
+    assert result.trace.unclaimed == 1
+    unsnapped = oracle_loop(record, everything, {"snap_radius": 0.0}, predictor=Sideways(truth), scores=scores).run(record.image)
+    assert all(s.snapped is None for s in unsnapped.trace.steps)
+
+
+def test_an_unclaimed_detection_ahead_keeps_a_doubting_direction_going():
+    """T11, T12 and L1 called background with no detection on them: `patience` doubts in a row, but
+    the detector found L3 just ahead, so the walk goes on to L5 (lookahead 0: it stops at L1)."""
+    record = phantom("ap_thoracolumbar")
+    truth = Truth(record)
+    classifier = OracleClassifier(truth, wrong={level: BACKGROUND for level in ("T11", "T12", "L1")})
+    detected = middle(record) + [record.levels.index("L3"), record.levels.index("L4")]
+    scores = [0.99] * 3 + [0.9, 0.9]
+    result = oracle_loop(record, detected, classifier=classifier, scores=scores).run(record.image, view=record.view)
+    assert_matches_truth(result, record)
+    stopped = oracle_loop(record, detected, {"lookahead": 0.0}, classifier=classifier, scores=scores).run(record.image, view=record.view)
+    assert stopped.trace.stops[DOWN] == "background" and stopped.trace.steps_in(DOWN)[-1].spine_class == BACKGROUND
+    assert len(stopped.trace.chain_kept) < len(result.trace.chain_kept)

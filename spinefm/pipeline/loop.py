@@ -32,6 +32,7 @@ from spinefm.data.intensity import to_uint8
 from spinefm.data.masks import crop_iou
 from spinefm.data.patches import patch_side
 from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END
+from spinefm.pipeline.claims import Detections, unclaimed_detections
 from spinefm.pipeline.decode import DecodeConfig, decode_chain
 from spinefm.pipeline.labels import LabelConfig
 from spinefm.pipeline.types import (
@@ -128,49 +129,6 @@ class _Walker:
         return np.stack(self.chain[-3:])
 
 
-class _Detections:
-    """The film's confident detections and which of them a position has claimed (centroid under its mask)."""
-
-    def __init__(self, detections: list[Detection], min_score: float, threshold: float):
-        self.threshold = threshold
-        confident = [d for d in detections if d.score >= min_score]
-        self.centroids = np.array([d.centroid for d in confident], dtype=np.float64).reshape(-1, 2)
-        self.scores = np.array([d.score for d in confident], dtype=np.float64)
-        self.claimed = np.zeros(len(confident), bool)
-
-    def claim(self, crop: MaskCrop) -> float:
-        """Claim the detections whose centroid lies under the crop's binary mask; their best score (0: none)."""
-        inside = self.under(crop)
-        self.claimed |= inside
-        return float(self.scores[inside].max()) if inside.any() else 0.0
-
-    def under(self, crop: MaskCrop) -> np.ndarray:
-        if not len(self.centroids) or crop.values.size == 0:
-            return np.zeros(len(self.centroids), bool)
-        cols, rows = np.round(self.centroids - np.asarray(crop.offset)).astype(int).T
-        height, width = crop.shape
-        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-        inside[inside] = crop.values[rows[inside], cols[inside]] > self.threshold
-        return inside
-
-    def nearest_unclaimed(self, point: np.ndarray, radius: float) -> int | None:
-        """Index of the nearest unclaimed detection within `radius` of the point."""
-        if not np.isfinite(point).all():
-            return None
-        distance = np.where(self.claimed, np.inf, np.linalg.norm(self.centroids - point, axis=1))
-        return int(np.argmin(distance)) if len(distance) and distance.min() <= radius else None
-
-    def ahead(self, end: np.ndarray, direction: np.ndarray, reach: float) -> bool:
-        """Whether an unclaimed detection lies ahead of `end` (within 45 degrees of `direction`) within `reach`."""
-        offsets = self.centroids[~self.claimed] - end
-        distance = np.linalg.norm(offsets, axis=1)
-        norm = np.linalg.norm(direction)
-        if not len(offsets) or norm == 0:
-            return False
-        cosine = offsets @ direction / np.maximum(distance * norm, 1e-9)
-        return bool(np.any((distance <= reach) & (cosine >= np.sqrt(0.5))))
-
-
 class InductiveLoop:
     """Runs the loop on one film at a time; holds no per-image state between runs."""
 
@@ -217,7 +175,7 @@ class InductiveLoop:
         trace.order = order_along_spine(trace.detection_centroids).tolist()
         start = best_run(trace.detection_scores[trace.order], config.num_seeds)
         trace.seeds = trace.order[start : start + config.num_seeds]
-        claims = _Detections(detections, config.snap_score, config.mask_threshold)
+        claims = Detections(detections, config.snap_score, config.mask_threshold)
         seeds = self._segment_seeds(film, [detections[i] for i in trace.seeds], claims, trace)
         if not seeds:
             trace.status, trace.stops = "no_seeds", {UP: "no_seeds", DOWN: "no_seeds"}
@@ -234,7 +192,7 @@ class InductiveLoop:
         result.chain, result.instances = self._finish(up.found[::-1] + seeds + down.found, view, claims, trace)
         return result
 
-    def _segment_seeds(self, film: np.ndarray, detections: list[Detection], claims: _Detections, trace: Trace) -> list[_Found]:
+    def _segment_seeds(self, film: np.ndarray, detections: list[Detection], claims: Detections, trace: Trace) -> list[_Found]:
         """Segment the seeds in one call; seeds whose mask is empty are dropped."""
         points = np.stack([d.centroid for d in detections])
         spacing = chain_spacing(list(points)) if len(points) > 1 else self.config.size_to_spacing * np.sqrt(detections[0].area)
@@ -253,11 +211,11 @@ class InductiveLoop:
         trace.seed_probabilities = [s.probabilities for s in seeds]
         return seeds
 
-    def _walk(self, film: np.ndarray, walkers: list[_Walker], claims: _Detections, trace: Trace) -> None:
+    def _walk(self, film: np.ndarray, walkers: list[_Walker], claims: Detections, trace: Trace) -> None:
         for group in ([w] for w in walkers) if self.config.sequential else [walkers]:
             self._walk_together(film, group, claims, trace)
 
-    def _walk_together(self, film: np.ndarray, walkers: list[_Walker], claims: _Detections, trace: Trace) -> None:
+    def _walk_together(self, film: np.ndarray, walkers: list[_Walker], claims: Detections, trace: Trace) -> None:
         config = self.config
         height, width = film.shape
         while True:
@@ -302,7 +260,7 @@ class InductiveLoop:
             for (walker, step, crop), probabilities in zip(kept, answers):
                 self._advance(walker, step, crop, np.asarray(probabilities, dtype=np.float64), claims)
 
-    def _advance(self, walker: _Walker, step: Step, crop: MaskCrop, probabilities: np.ndarray, claims: _Detections) -> None:
+    def _advance(self, walker: _Walker, step: Step, crop: MaskCrop, probabilities: np.ndarray, claims: Detections) -> None:
         """Add the step to its direction's chain, then stop the direction after `patience` doubtful steps."""
         config, classes = self.config, list(self.classifier.classes)
         step.probabilities = dict(zip(classes, probabilities.tolist()))
@@ -338,7 +296,7 @@ class InductiveLoop:
     def _side(component, spacing: float) -> int:
         return patch_side(component.patch, spacing)
 
-    def _finish(self, found: list[_Found], view: str | None, claims: _Detections, trace: Trace) -> tuple[list[Instance | None], list[Instance]]:
+    def _finish(self, found: list[_Found], view: str | None, claims: Detections, trace: Trace) -> tuple[list[Instance | None], list[Instance]]:
         """Decode the chain and post-process every position: (the chain's instances, None where a mask
         came out empty; the kept ones, duplicates dropped, top to bottom with their levels)."""
         config = self.config
@@ -352,7 +310,7 @@ class InductiveLoop:
         chain = [self._final_instance(item, level, classes) for item, level in zip(found, decoded.levels)]
         instances = select_instances(chain, decoded.kept, config.duplicate_iou, trace)
         trace.chain_levels, trace.chain_kept = decoded.levels, decoded.kept
-        trace.unclaimed = unclaimed_detections(claims, instances, config.mask_threshold)
+        trace.unclaimed = unclaimed_detections(claims, instances)
         return chain, instances
 
     def _final_instance(self, item: _Found, level: str | None, classes: list[str]) -> Instance | None:
@@ -404,14 +362,6 @@ def mask_score(crop: MaskCrop) -> float:
     """Med-SA's confidence in a mask: the mean probability over the pixels it calls foreground (p > 0.5)."""
     foreground = crop.values[crop.values > 0.5]
     return float(foreground.mean()) if foreground.size else 0.0
-
-
-def unclaimed_detections(claims: _Detections, instances: list[Instance], threshold: float) -> int:
-    """Confident detections whose centroid lies under no final instance's mask."""
-    covered = np.zeros(len(claims.centroids), bool)
-    for instance in instances:
-        covered |= claims.under(MaskCrop(instance.mask.astype(np.float32), instance.offset))
-    return int((~covered).sum())
 
 
 def chain_spacing(points: list[np.ndarray]) -> float:

@@ -1,0 +1,60 @@
+"""The film's confident detections during a walk: which a chain position has claimed (its centroid
+lies under the position's mask), the nearest unclaimed one to snap a predicted point to, whether one
+lies ahead of a walking end, and how many no final vertebra claimed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinefm.pipeline.types import Detection, Instance, MaskCrop
+
+
+class Detections:
+    """The film's confident detections and which of them a position has claimed (centroid under its mask)."""
+
+    def __init__(self, detections: list[Detection], min_score: float, threshold: float):
+        self.threshold = threshold
+        confident = [d for d in detections if d.score >= min_score]
+        self.centroids = np.array([d.centroid for d in confident], dtype=np.float64).reshape(-1, 2)
+        self.scores = np.array([d.score for d in confident], dtype=np.float64)
+        self.claimed = np.zeros(len(confident), bool)
+
+    def claim(self, crop: MaskCrop) -> float:
+        """Claim the detections whose centroid lies under the crop's binary mask; their best score (0: none)."""
+        inside = self.under(crop)
+        self.claimed |= inside
+        return float(self.scores[inside].max()) if inside.any() else 0.0
+
+    def under(self, crop: MaskCrop) -> np.ndarray:
+        if not len(self.centroids) or crop.values.size == 0:
+            return np.zeros(len(self.centroids), bool)
+        cols, rows = np.round(self.centroids - np.asarray(crop.offset)).astype(int).T
+        height, width = crop.shape
+        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+        inside[inside] = crop.values[rows[inside], cols[inside]] > self.threshold
+        return inside
+
+    def nearest_unclaimed(self, point: np.ndarray, radius: float) -> int | None:
+        """Index of the nearest unclaimed detection within `radius` of the point."""
+        if not np.isfinite(point).all():
+            return None
+        distance = np.where(self.claimed, np.inf, np.linalg.norm(self.centroids - point, axis=1))
+        return int(np.argmin(distance)) if len(distance) and distance.min() <= radius else None
+
+    def ahead(self, end: np.ndarray, direction: np.ndarray, reach: float) -> bool:
+        """Whether an unclaimed detection lies ahead of `end` (within 45 degrees of `direction`) within `reach`."""
+        offsets = self.centroids[~self.claimed] - end
+        distance = np.linalg.norm(offsets, axis=1)
+        norm = np.linalg.norm(direction)
+        if not len(offsets) or norm == 0:
+            return False
+        cosine = offsets @ direction / np.maximum(distance * norm, 1e-9)
+        return bool(np.any((distance <= reach) & (cosine >= np.sqrt(0.5))))
+
+
+def unclaimed_detections(claims: Detections, instances: list[Instance]) -> int:
+    """Confident detections whose centroid lies under no final instance's mask."""
+    covered = np.zeros(len(claims.centroids), bool)
+    for instance in instances:
+        covered |= claims.under(MaskCrop(instance.mask.astype(np.float32), instance.offset))
+    return int((~covered).sum())
