@@ -10,7 +10,7 @@ checkpoint for the pipeline's decoder.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import albumentations as A
 import cv2
@@ -24,7 +24,10 @@ from spinefm.data.intensity import to_uint8
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord
 from spinefm.data.patches import median_spacing, patch_side
-from spinefm.models.spine_end import BACKGROUND, class_names, classifier_patch, levels_between_ends, vertebra_class
+from spinefm.data.levels import normalize_level
+from spinefm.models.spine_end import (
+    BACKGROUND, class_names, classifier_patch, levels_between_ends, vertebra_class, view_end_levels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,20 @@ def background_ring(record: ImageRecord, inner: float, outer: float) -> np.ndarr
     distance = cv2.distanceTransform((~union).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     size = vertebra_size(record)
     return (distance > inner * size) & (distance <= outer * size)
+
+
+def beyond_the_ends(record: ImageRecord, end_levels: Mapping, spacings: Sequence[float]) -> list[np.ndarray]:
+    """Points `spacings` centroid steps past each of the view's end landmarks that the record
+    annotates as its first (top) or last (bottom) level, continuing the step from its neighbour."""
+    ends = view_end_levels(end_levels, record.view)
+    levels, points = record.levels, []
+    for end, index, neighbour in (("top", 0, 1), ("bottom", len(levels) - 1, len(levels) - 2)):
+        if len(levels) < 2 or not ends.get(end) or levels[index] != normalize_level(ends[end]):
+            continue
+        centroid = record.vertebrae[index].centroid()
+        step = centroid - record.vertebrae[neighbour].centroid()
+        points += [centroid + k * step for k in spacings]
+    return points
 
 
 def sample_background(record: ImageRecord, count: int, inner: float, outer: float, rng: np.random.Generator) -> np.ndarray:
@@ -134,6 +151,8 @@ class SpineEndDataModule(RecordDataModule):
     patch: {mode: fixed | spacing, side_px, spacing_factor} (sides in original pixels).
     positive_jitter: positives' centres move up to this many vertebra sizes in x and y (training only).
     ring: {inner, outer}: background centres' distance from the nearest vertebra, in vertebra sizes.
+    beyond_ends: more background centres this many centroid spacings past each end landmark a film
+    annotates, along the spine (the skull above C2, the sacrum below L5: where a walk overshoots).
     """
 
     def __init__(
@@ -144,6 +163,7 @@ class SpineEndDataModule(RecordDataModule):
         positive_jitter: float = 0.1,
         negatives_per_image: int = 8,
         ring: Mapping | None = None,
+        beyond_ends: Sequence[float] = (1.0, 2.0),
         balance: float = 0.5,
         augment: Mapping | None = None,
         **kwargs,
@@ -154,6 +174,7 @@ class SpineEndDataModule(RecordDataModule):
         self.positive_jitter = positive_jitter
         self.negatives_per_image = negatives_per_image
         self.ring = {"inner": 0.25, "outer": 1.0, **dict(ring or {})}
+        self.beyond_ends = list(beyond_ends)
         if not 0.0 <= balance <= 1.0:
             raise ValueError(f"spine_end balance must lie in [0, 1] (0: as the data is, 1: every class equally often), not {balance}")
         self.balance = balance
@@ -177,9 +198,10 @@ class SpineEndDataModule(RecordDataModule):
         for vertebra in record.vertebrae:
             centres.append(vertebra.centroid() + rng.uniform(-jitter, jitter, 2))
             labels.append(self.classes.index(vertebra_class(vertebra.level, record.view, self.end_levels)))
-        for centre in sample_background(record, self.negatives_per_image, self.ring["inner"], self.ring["outer"], rng):
-            centres.append(centre)
-            labels.append(self.classes.index(BACKGROUND))
+        background = list(sample_background(record, self.negatives_per_image, self.ring["inner"], self.ring["outer"], rng))
+        background += [c + rng.uniform(-jitter, jitter, 2) for c in beyond_the_ends(record, self.end_levels, self.beyond_ends)]
+        centres += background
+        labels += [self.classes.index(BACKGROUND)] * len(background)
         return [classifier_patch(image8, c, side, self.input_size) for c in centres], labels
 
     def build_dataset(self, records: list[ImageRecord], train: bool) -> Dataset:

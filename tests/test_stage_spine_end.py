@@ -10,7 +10,7 @@ import torchvision
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from datamodules.spine_end import SpineEndDataModule, background_ring, class_frequencies, sample_background, vertebra_size
+from datamodules.spine_end import SpineEndDataModule, background_ring, beyond_the_ends, class_frequencies, sample_background, vertebra_size
 from spinefm.checkpoints import load_component
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.data.patches import median_spacing, patch_side
@@ -81,6 +81,18 @@ def test_background_centres_lie_in_the_ring_with_x_as_column():
         distance = np.sqrt((cols - x) ** 2 + (rows - y) ** 2).min()
         assert inner * size - 1e-3 < distance <= outer * size + 1e-3
     assert background_ring(record, inner, outer)[centres[:, 1].astype(int), centres[:, 0].astype(int)].all()
+
+
+def test_background_beyond_the_end_landmarks_continues_the_spine():
+    """T1..T4 of an AP film: T1 is the top landmark, so background lies 1 and 2 steps above it; T4 is
+    no landmark, so nothing below. A lumbar film has no top landmark."""
+    vertebrae = [square(level, 40.0 + 2 * i, 60.0 + 16 * i, 6.0) for i, level in enumerate(("T1", "T2", "T3", "T4"))]
+    record = ImageRecord("ap", vertebrae, image=np.zeros((220, 130), np.uint8), view="ap_thoracolumbar")
+    end_levels = {"ap_thoracolumbar": {"top": "T1", "bottom": "L5"}, "lateral_lumbar": {"top": None, "bottom": "S1"}}
+    points = beyond_the_ends(record, end_levels, [1.0, 2.0])
+    assert np.allclose(points, [[38.0, 44.0], [36.0, 28.0]])
+    record.view = "lateral_lumbar"
+    assert beyond_the_ends(record, end_levels, [1.0, 2.0]) == []
 
 
 def test_patches_are_exact_at_the_image_borders():
