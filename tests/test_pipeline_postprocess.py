@@ -6,7 +6,8 @@ import pytest
 
 from spinefm.data.patches import crop_patch
 from spinefm.pipeline import MaskCrop
-from spinefm.pipeline.loop import best_run, deduplicate, order_along_spine
+from spinefm.pipeline.loop import best_run, order_along_spine
+from spinefm.pipeline.selection import deduplicate
 from spinefm.pipeline.patching import paste, resample
 from spinefm.pipeline.types import Instance
 from oracles import middle, oracle_loop, phantom

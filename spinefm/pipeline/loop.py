@@ -35,6 +35,7 @@ from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END
 from spinefm.pipeline.claims import Detections, unclaimed_detections
 from spinefm.pipeline.decode import DecodeConfig, decode_chain
 from spinefm.pipeline.labels import LabelConfig
+from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.types import (
     DOWN, SEED, UP, Detection, EndClassifier, Instance, LoopResult, MaskCrop, NextPointPredictor, SeedDetector,
     Segmenter, Step, Trace,
@@ -53,8 +54,8 @@ class LoopConfig:
     classifier about the seeds too. size_to_spacing: with a single seed, centroid spacing = this x
     sqrt(its detected area), for spacing-sized patches.
     patience: doubtful steps in a row (called background or this direction's end class, no confident
-    detection under the mask) that end a direction; lookahead: a confident unclaimed detection within this many spacings ahead
-    of the walking end keeps it going (0: never). snap_radius: a predicted point moves to the centroid
+    detection under the mask) that end a direction; lookahead: a confident unclaimed detection within
+    this many spacings ahead of the walking end keeps it going (0: never). snap_radius: a predicted point moves to the centroid
     of a confident unclaimed detection within this many spacings (0: never); snap_score: the
     detection score that counts as confident (for snapping, lookahead and a step's support).
     final_threshold, smooth_sigma (Gaussian on the probabilities, px; 0: none), opening_radius
@@ -208,7 +209,6 @@ class InductiveLoop:
             side = self._side(self.classifier, chain_spacing(list(centres)) if len(centres) > 1 else spacing)
             for seed, probabilities in zip(seeds, self.classifier.classify(film, centres, [side] * len(seeds))):
                 seed.probabilities = np.asarray(probabilities, dtype=np.float64)
-        trace.seed_probabilities = [s.probabilities for s in seeds]
         return seeds
 
     def _walk(self, film: np.ndarray, walkers: list[_Walker], claims: Detections, trace: Trace) -> None:
@@ -344,16 +344,6 @@ class InductiveLoop:
         )
 
 
-def select_instances(chain: list[Instance | None], kept: list[bool], duplicate_iou: float, trace: Trace) -> list[Instance]:
-    """The chain's kept instances, duplicates dropped; counts what was dropped in `trace.dropped`."""
-    trace.dropped = {"decoded_out": kept.count(False), "empty": 0, "duplicate": 0}
-    instances = [instance for instance, keep in zip(chain, kept) if keep and instance is not None]
-    trace.dropped["empty"] = sum(keep and instance is None for instance, keep in zip(chain, kept))
-    survivors = deduplicate(instances, duplicate_iou)
-    trace.dropped["duplicate"] = len(instances) - len(survivors)
-    return [instances[i] for i in survivors]
-
-
 def _stop(walker: _Walker, step: Step, reason: str) -> None:
     walker.stop = step.outcome = reason
 
@@ -389,14 +379,3 @@ def best_run(scores: np.ndarray, length: int) -> int:
 def inside(point: np.ndarray, width: int, height: int, margin: float) -> bool:
     x, y = point
     return bool(np.isfinite(point).all() and margin <= x <= width - 1 - margin and margin <= y <= height - 1 - margin)
-
-
-def deduplicate(instances: list[Instance], max_iou: float) -> list[int]:
-    """Indices (in order) of the instances kept when, best score first, each one whose mask overlaps a
-    kept one with IoU > max_iou is dropped (non-maximum suppression on masks)."""
-    kept: list[int] = []
-    for i in sorted(range(len(instances)), key=lambda i: -instances[i].score):
-        mask, offset = instances[i].mask, instances[i].offset
-        if all(crop_iou(mask, offset, instances[k].mask, instances[k].offset) <= max_iou for k in kept):
-            kept.append(i)
-    return sorted(kept)

@@ -20,7 +20,7 @@ import yaml
 
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.decode import ChainView, DecodeConfig, decode_chain
-from spinefm.pipeline.loop import select_instances
+from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.outputs import instance_entry, read_chain
 from spinefm.pipeline.types import Trace
 

@@ -133,8 +133,8 @@ class Step:
 @dataclass
 class Trace:
     """How the loop got its result: the detections (in detector order), their order along the spine,
-    the seeds (indices into the detections), the refined centroids and class probabilities (in
-    `classes` order) of the seeds whose mask was not empty, every step (both directions interleaved,
+    the seeds (indices into the detections), the refined centroids of the seeds whose mask was not
+    empty, the end classifier's `classes`, every step (both directions interleaved,
     as they ran), and why each direction stopped. The chain (up steps reversed, seeds, down steps,
     each segmented and classified) is the decoder's input (`chain_probabilities`, `chain_support`,
     `chain_view`, `class_prior`) and decodes to `chain_levels` (None: junk or off the spine) and
@@ -149,7 +149,6 @@ class Trace:
     order: list[int] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
     seed_centroids: list[np.ndarray] = field(default_factory=list)
-    seed_probabilities: list[np.ndarray | None] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     stops: dict[str, str] = field(default_factory=dict)
     chain_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
