@@ -163,8 +163,8 @@ class SpineEndDataModule(RecordDataModule):
         positive_jitter: float = 0.1,
         negatives_per_image: int = 8,
         ring: Mapping | None = None,
-        beyond_ends: Sequence[float] = (1.0, 2.0),
-        balance: float = 0.5,
+        beyond_ends: Sequence[float] = (),
+        balance: float = 1.0,
         augment: Mapping | None = None,
         **kwargs,
     ):
