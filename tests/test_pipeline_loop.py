@@ -23,7 +23,7 @@ def test_finds_every_vertebra_with_its_level_from_three_middle_seeds(view):
     assert result.trace.status == "ok" and [detected[i] for i in result.trace.seeds] == seeds
     # end calls do not stop the walk: it goes on past both ends until nothing is segmented there
     assert set(result.trace.stops.values()) <= {"empty_mask", "border"}
-    assert all(s.outcome in ("kept", *STOP_REASONS) for s in result.trace.steps)
+    assert all(s.outcome in ("kept", "rewound", *STOP_REASONS) for s in result.trace.steps)
     assert result.trace.chain_kept == [True] * len(record.vertebrae) and result.trace.unclaimed == 0
 
 
@@ -236,3 +236,29 @@ def test_an_unclaimed_detection_ahead_keeps_a_doubting_direction_going():
     stopped = oracle_loop(record, detected, {"lookahead": 0.0}, classifier=classifier, scores=scores).run(record.image, view=record.view)
     assert stopped.trace.stops[DOWN] == "background" and stopped.trace.steps_in(DOWN)[-1].spine_class == BACKGROUND
     assert len(stopped.trace.chain_kept) < len(result.trace.chain_kept)
+
+
+def test_a_walk_that_strays_from_the_spine_goes_on_from_the_detection_it_missed():
+    """Below L1 the predictor turns sideways off the spine: blobs there, called background. After
+    `patience` of them the unclaimed detection of L2 lies ahead of L1, so those steps are dropped
+    ("rewound") and the walk goes on from L2 to L5 (lookahead 0: it stops)."""
+    record = phantom("ap_thoracolumbar")
+    truth = Truth(record)
+    l1 = record.levels.index("L1")
+
+    class Stray(OraclePredictor):
+        def predict(self, windows, image_sizes):
+            points = super().predict(windows, image_sizes)
+            for i, window in enumerate(windows):
+                if truth.at(window[2]) == l1 and window[2][1] > window[1][1]:  # going down from L1
+                    points[i] = window[2] + [1.5 * truth.spacing, 0.5 * truth.spacing]
+            return points
+
+    detected = middle(record) + list(range(l1 + 1, len(record.vertebrae)))
+    scores = [0.99] * 3 + [0.9] * (len(detected) - 3)
+    segmenter = OracleSegmenter(truth, blob=2)
+    result = oracle_loop(record, detected, predictor=Stray(truth), segmenter=segmenter, scores=scores).run(record.image, view=record.view)
+    assert_matches_truth(result, record)
+    assert [s.outcome for s in result.trace.steps_in(DOWN)].count("rewound") == 3
+    stopped = oracle_loop(record, detected, {"lookahead": 0.0}, predictor=Stray(truth), segmenter=segmenter, scores=scores)
+    assert stopped.run(record.image, view=record.view).trace.stops[DOWN] == "background"

@@ -1,6 +1,6 @@
 """The film's confident detections during a walk: which a chain position has claimed (its centroid
-lies under the position's mask), the nearest unclaimed one to snap a predicted point to, whether one
-lies ahead of a walking end, and how many no final vertebra claimed."""
+lies under the position's mask), the nearest unclaimed one to snap a predicted point to or ahead of a
+walking end, and how many no final vertebra claimed."""
 
 from __future__ import annotations
 
@@ -41,15 +41,16 @@ class Detections:
         distance = np.where(self.claimed, np.inf, np.linalg.norm(self.centroids - point, axis=1))
         return int(np.argmin(distance)) if len(distance) and distance.min() <= radius else None
 
-    def ahead(self, end: np.ndarray, direction: np.ndarray, reach: float) -> bool:
-        """Whether an unclaimed detection lies ahead of `end` (within 45 degrees of `direction`) within `reach`."""
-        offsets = self.centroids[~self.claimed] - end
+    def nearest_ahead(self, end: np.ndarray, direction: np.ndarray, reach: float) -> int | None:
+        """Index of the nearest unclaimed detection ahead of `end` (within 45 degrees of `direction`) within `reach`."""
+        offsets = self.centroids - end
         distance = np.linalg.norm(offsets, axis=1)
         norm = np.linalg.norm(direction)
         if not len(offsets) or norm == 0:
-            return False
+            return None
         cosine = offsets @ direction / np.maximum(distance * norm, 1e-9)
-        return bool(np.any((distance <= reach) & (cosine >= np.sqrt(0.5))))
+        candidates = np.where(~self.claimed & (distance <= reach) & (cosine >= np.sqrt(0.5)), distance, np.inf)
+        return int(np.argmin(candidates)) if np.isfinite(candidates).any() else None
 
 
 def unclaimed_detections(claims: Detections, instances: list[Instance]) -> int:

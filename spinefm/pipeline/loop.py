@@ -107,6 +107,7 @@ class _Found:
     source: str
     probabilities: np.ndarray | None  # the end classifier's, in its class order (None: not asked)
     support: float = 0.0  # best confident detection score under the mask (0: none)
+    step: Step | None = None  # the walk's step that found it (None: a seed)
 
 
 @dataclass
@@ -115,12 +116,17 @@ class _Walker:
 
     direction: str
     chain: list[np.ndarray]
-    previous: MaskCrop
+    start: MaskCrop  # the seed's mask at this end
     found: list[_Found] = field(default_factory=list)
     steps: int = 0
     doubts: int = 0  # doubtful steps in a row
     end_called: bool = False  # the classifier called this direction's end class at some step
+    jump: np.ndarray | None = None  # where the next step is prompted instead of the predicted point
     stop: str | None = None
+
+    @property
+    def previous(self) -> MaskCrop:
+        return self.found[-1].probability if self.found else self.start
 
     @property
     def spacing(self) -> float:
@@ -229,7 +235,9 @@ class InductiveLoop:
             for walker, point in zip(active, self._predict(active, width, height)):
                 step = Step(walker.direction, walker.steps, walker.window(), point, "kept")
                 snap = claims.nearest_unclaimed(point, config.snap_radius * walker.spacing) if config.snap_radius > 0 else None
-                if snap is not None:
+                if walker.jump is not None:
+                    step.snapped, walker.jump = walker.jump, None
+                elif snap is not None:
                     step.snapped = claims.centroids[snap].copy()
                 walker.steps += 1
                 trace.steps.append(step)
@@ -266,19 +274,34 @@ class InductiveLoop:
         step.probabilities = dict(zip(classes, probabilities.tolist()))
         step.spine_class = classes[int(np.argmax(probabilities))]
         step.support = claims.claim(crop)
-        walker.found.append(_Found(crop, step.refined, walker.direction, probabilities, step.support))
+        walker.found.append(_Found(crop, step.refined, walker.direction, probabilities, step.support, step))
         walker.chain.append(step.refined)
-        walker.previous = crop
         end_call = step.spine_class == (TOP_END if walker.direction == UP else BOTTOM_END)
         walker.end_called |= end_call
         doubtful = (end_call or step.spine_class == BACKGROUND) and step.support == 0.0
         walker.doubts = walker.doubts + 1 if doubtful else 0
-        if walker.doubts < config.patience:
-            return
-        heading = walker.chain[-1] - walker.chain[-2]
-        if config.lookahead > 0 and claims.ahead(walker.chain[-1], heading, config.lookahead * walker.spacing):
+        if walker.doubts < config.patience or self._walk_on(walker, claims):
             return
         _stop(walker, step, "end" if walker.end_called else "background")
+
+    def _walk_on(self, walker: _Walker, claims: Detections) -> bool:
+        """After `patience` doubts: whether a confident unclaimed detection keeps the direction going.
+        One ahead of the walking end: go on. One ahead of the last position before the doubts (the walk
+        strayed from the spine): drop the doubtful positions ("rewound") and go on from there to it."""
+        reach = self.config.lookahead * walker.spacing
+        if reach <= 0:
+            return False
+        if claims.nearest_ahead(walker.chain[-1], walker.chain[-1] - walker.chain[-2], reach) is not None:
+            return True
+        good = len(walker.chain) - 1 - walker.doubts
+        target = claims.nearest_ahead(walker.chain[good], walker.chain[good] - walker.chain[good - 1], reach)
+        if target is None:
+            return False
+        for item in walker.found[-walker.doubts :]:
+            item.step.outcome = "rewound"
+        del walker.found[-walker.doubts :], walker.chain[-walker.doubts :]
+        walker.doubts, walker.jump = 0, claims.centroids[target].copy()
+        return True
 
     def _predict(self, walkers: list[_Walker], width: int, height: int) -> np.ndarray:
         """Next centroid per walker: the predictor on three points, a constant-velocity step on two."""

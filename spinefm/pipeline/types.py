@@ -103,7 +103,8 @@ class Instance:
 
 @dataclass
 class Step:
-    """One step of the walk. outcome: "kept" or the stop reason that ended its direction.
+    """One step of the walk. outcome: "kept", the stop reason that ended its direction, or "rewound"
+    (one of `patience` doubtful steps dropped when the walk went on from an unclaimed detection).
 
     snapped: the unclaimed detection centroid the predicted point moved to (None: not snapped);
     mask_score: Med-SA's confidence in the mask (mean probability over its foreground);
