@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
+from omegaconf import OmegaConf
 
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.decode import ChainView, DecodeConfig, decode_chain
@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("predictions", type=Path, help="a folder of <id>.json written by infer.py or evaluate.py")
     parser.add_argument("out", type=Path, help="the folder to write the re-decoded <id>.json to")
-    parser.add_argument("settings", nargs="*", help="DecodeConfig settings as key=value, and duplicate_iou=...")
+    parser.add_argument("settings", nargs="*", help="DecodeConfig settings as key=value (evidence.outside.vertebra=0.2), and duplicate_iou=...")
     args = parser.parse_args(argv)
-    settings = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.settings)}
+    settings = OmegaConf.to_container(OmegaConf.from_dotlist(args.settings))
     duplicate_iou = settings.pop("duplicate_iou", 0.5)
     config = DecodeConfig(**settings)
     files = sorted(p for p in args.predictions.glob("*.json") if p.name != "summary.json")
