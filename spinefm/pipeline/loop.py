@@ -234,10 +234,9 @@ class InductiveLoop:
             steps = []
             for walker, point in zip(active, self._predict(active, width, height)):
                 step = Step(walker.direction, walker.steps, walker.window(), point, "kept")
-                snap = claims.nearest_unclaimed(point, config.snap_radius * walker.spacing) if config.snap_radius > 0 else None
                 if walker.jump is not None:
                     step.snapped, walker.jump = walker.jump, None
-                elif snap is not None:
+                elif config.snap_radius > 0 and (snap := claims.nearest_unclaimed(point, config.snap_radius * walker.spacing)) is not None:
                     step.snapped = claims.centroids[snap].copy()
                 walker.steps += 1
                 trace.steps.append(step)
