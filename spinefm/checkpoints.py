@@ -1,7 +1,12 @@
 """Component checkpoints: each carries what rebuilds its model, and loads with weights_only=True.
 
+Older checkpoints lack role, adapter and builder: those follow from their component (`LEGACY`).
+
 A Lightning checkpoint of a stage holds, besides `state_dict`, an entry `spinefm`:
-    component   maskrcnn | medsa | point_predictor | spine_end
+    component   the stage that trained it: maskrcnn | medsa | point_predictor | spine_end | ...
+    role        detector | segmenter | predictor | classifier (what the pipeline uses it as)
+    adapter     the pipeline adapter that serves the role (`spinefm.pipeline.roles`)
+    builder     "module:callable" building the model from `model`
     model       the model's constructor arguments (plain values)
     inference   what the pipeline needs to use it (patch sizes, classes, thresholds ...)
     dataset     name and level range it was trained on
@@ -17,20 +22,35 @@ import torch
 from torch import nn
 
 FORMAT_VERSION = 1
-COMPONENTS = {
-    "maskrcnn": "spinefm.models.maskrcnn:build_maskrcnn",
-    "medsa": "spinefm.models.medsa:MedSA",
-    "point_predictor": "spinefm.models.point_predictor:PointPredictor",
-    "spine_end": "spinefm.models.spine_end:SpineEndClassifier",
+# component -> (role, adapter, builder) of the checkpoints written before they carried them
+LEGACY = {
+    "maskrcnn": ("detector", "maskrcnn", "spinefm.models.maskrcnn:build_maskrcnn"),
+    "medsa": ("segmenter", "medsa", "spinefm.models.medsa:MedSA"),
+    "point_predictor": ("predictor", "point_predictor", "spinefm.models.point_predictor:PointPredictor"),
+    "spine_end": ("classifier", "spine_end", "spinefm.models.spine_end:SpineEndClassifier"),
 }
 MODEL_PREFIX = "model."  # LightningModules hold their network as `self.model`
 
 
-def build_component(component: str, model_config: dict) -> nn.Module:
-    if component not in COMPONENTS:
-        raise ValueError(f"unknown component {component!r}; expected one of {sorted(COMPONENTS)}")
-    module_name, attribute = COMPONENTS[component].split(":")
-    return getattr(importlib.import_module(module_name), attribute)(**model_config)
+def import_object(path: str):
+    """The object a "module:attribute" path names."""
+    module_name, _, attribute = path.partition(":")
+    if not attribute:
+        raise ValueError(f"{path!r} is not a 'module:attribute' path")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def build_model(builder: str, model_config: dict) -> nn.Module:
+    return import_object(builder)(**model_config)
+
+
+def with_identity(info: dict) -> dict:
+    """A checkpoint's `spinefm` entry with role, adapter and builder filled in for older checkpoints."""
+    if all(key in info for key in ("role", "adapter", "builder")):
+        return info
+    if info.get("component") not in LEGACY:
+        raise ValueError(f"a {info.get('component')!r} checkpoint must name its role, adapter and builder")
+    return {**dict(zip(("role", "adapter", "builder"), LEGACY[info["component"]])), **info}
 
 
 def read_checkpoint(path) -> dict:
@@ -48,18 +68,16 @@ def read_checkpoint(path) -> dict:
     return checkpoint
 
 
-def load_component(path, expected: str | None = None, model_overrides: dict | None = None) -> tuple[nn.Module, dict]:
-    """(model in eval mode on the CPU, its `spinefm` metadata) from a stage checkpoint.
+def load_component(path, model_overrides: dict | None = None) -> tuple[nn.Module, dict]:
+    """(model in eval mode on the CPU, its `spinefm` metadata, with its identity: `with_identity`) from a stage checkpoint.
 
     `model_overrides` replace constructor arguments, e.g. {"checkpoint": new path} when the SAM
     weights a Med-SA checkpoint was built on have moved.
     """
     checkpoint = read_checkpoint(path)
-    info = checkpoint["spinefm"]
-    if expected is not None and info["component"] != expected:
-        raise ValueError(f"{path} holds a {info['component']} checkpoint, but a {expected} one is needed here")
+    info = with_identity(checkpoint["spinefm"])
     info["model"] = {**info["model"], **(model_overrides or {})}
-    model = build_component(info["component"], info["model"])
+    model = build_model(info["builder"], info["model"])
     state = {k[len(MODEL_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(MODEL_PREFIX)}
     if info.get("trainable_only"):
         model.load_trainable_state_dict(state)

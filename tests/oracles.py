@@ -74,7 +74,10 @@ class OracleSegmenter:
         self.truth, self.allowed, self.blob = truth, allowed, blob
         self.sides = []
 
-    def segment(self, image, centres, sides):
+    def segment(self, requests):
+        return [self.segment_one(r.centres, r.sides) for r in requests]
+
+    def segment_one(self, centres, sides):
         self.sides += list(sides)
         crops = []
         for centre in centres:
@@ -139,7 +142,10 @@ class OracleClassifier:
         level = self.truth.record.vertebrae[index].level
         return self.wrong.get(level) or vertebra_class(level, self.truth.record.view, self.end_levels)
 
-    def classify(self, image, centres, sides):
+    def classify(self, requests):
+        return [self.classify_one(r.centres) for r in requests]
+
+    def classify_one(self, centres):
         return np.stack([one_hot(self.classes, self.name(c), self.confidence) for c in centres]).reshape(-1, len(self.classes))
 
 

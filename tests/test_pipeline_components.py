@@ -12,7 +12,10 @@ from spinefm.data.masks import crop_iou
 from spinefm.data.patches import median_spacing, patch_side
 from spinefm.models.medsa import MedSA
 from spinefm.pipeline import STOP_REASONS, InductiveLoop, LoopConfig
-from spinefm.pipeline.components import MedSASegmenter, checkpoint_paths, load_components, load_loop, to_original_grid
+from spinefm.pipeline.adapters import MedSASegmenter, to_original_grid
+from spinefm.pipeline.components import load_components, load_loop
+from spinefm.pipeline.manifest import checkpoint_paths
+from spinefm.pipeline.types import Patches
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
 PATCH = {"mode": "spacing", "side_px": 600, "spacing_factor": 3.0}
@@ -45,13 +48,12 @@ def test_segmenter_patches_are_the_training_patches():
     side = patch_side(PATCH, median_spacing(record))
     image8 = to_uint8(record.load_image())
     centres = np.stack([v.centroid() for v in record.vertebrae])
-    inputs, origins, sides = segmenter.cut(image8, centres, side)
+    inputs, origins = segmenter.cut(image8, centres, [side] * len(centres))
     contexts = [cut_context(image8, v, side, model.input_size, 0.0) for v in record.vertebrae]
     training = VertebraPatchDataset(contexts, model.input_size, model.low_res_size)
     for i, sample in enumerate(training):
         assert torch.equal(torch.from_numpy(inputs[i]).float().div(255.0)[None], sample["image"])
         assert torch.equal(sample["point"], torch.full((2,), (model.input_size - 1) / 2))
-    assert sides == [side] * len(centres)
 
 
 def test_a_training_target_maps_back_onto_its_vertebra():
@@ -64,7 +66,7 @@ def test_a_training_target_maps_back_onto_its_vertebra():
     targets = torch.stack([s["target"][0] for s in VertebraPatchDataset(contexts, size, low)])[:, None]
     segmenter = MedSASegmenter(Centre(targets), PATCH, size, low)
     centres = np.stack([v.centroid() for v in record.vertebrae])
-    crops = segmenter.segment(image8, centres, side)
+    (crops,) = segmenter.segment([Patches(image8, centres, (side,) * len(centres))])
     height, width = image8.shape
     for crop, vertebra in zip(crops, record.vertebrae):
         x0, y0 = crop.offset
@@ -106,8 +108,10 @@ def test_adapters_load_from_the_manifest_and_detect(manifest):
             assert d.area > 0 and 0 <= d.score <= 1
     centres = np.array([[20.0, 30.0], [60.0, 70.0]])
     assert components.predictor.predict(np.stack([centres[[0, 1, 0]]] * 2), np.array([[100.0, 128.0]] * 2)).shape == (2, 2)
-    probabilities = components.classifier.classify(images[0], centres, [20, 30])
-    assert probabilities.shape == (2, len(components.classifier.classes)) and np.allclose(probabilities.sum(axis=1), 1.0)
+    film = to_uint8(images[0])
+    first, second = components.classifier.classify([Patches(film, centres, (20, 30)), Patches(film, centres[:1], (30,))])
+    assert first.shape == (2, len(components.classifier.classes)) and np.allclose(first.sum(axis=1), 1.0)
+    assert second.shape == (1, len(components.classifier.classes))
     with pytest.raises(ValueError, match="no checkpoint"):
         checkpoint_paths({"components": {}})
 

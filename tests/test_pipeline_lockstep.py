@@ -18,16 +18,9 @@ def _key(image) -> bytes:
     return to_uint8(np.asarray(image)).tobytes()
 
 
-def _items(key, centres, sides) -> np.ndarray:
-    items = np.empty(len(centres), dtype=object)
-    for i, (centre, side) in enumerate(zip(np.asarray(centres).reshape(-1, 2), np.broadcast_to(sides, len(centres)))):
-        items[i] = (key, centre, int(side))
-    return items
-
-
 class Films:
-    """Per-film oracles behind one component of each kind, with `cut` / `infer` like the adapters;
-    records the batch size of every forward call."""
+    """Per-film oracles behind one component of each role, serving several films per call;
+    records the batch size (vertebrae or films) of every call."""
 
     def __init__(self, records, detected):
         self.oracles = {}
@@ -55,20 +48,9 @@ class Segmenter:
     def __init__(self, films):
         self.films = films
 
-    def cut(self, image, centres, sides):
-        items = _items(_key(image), centres, sides)
-        return items, [None] * len(items), [item[2] for item in items]
-
-    def infer(self, items):
-        self.films.batches["segment"].append(len(items))
-        return [self.films.oracles[key][1].segment(None, centre[None], [side])[0] for key, centre, side in items]
-
-    def to_image(self, crop, origin, side, shape):
-        return crop
-
-    def segment(self, image, centres, sides):
-        items, origins, sides = self.cut(image, centres, sides)
-        return [self.to_image(c, o, s, image.shape) for c, o, s in zip(self.infer(items), origins, sides)]
+    def segment(self, requests):
+        self.films.batches["segment"].append(sum(len(r.centres) for r in requests))
+        return [self.films.oracles[_key(r.film)][1].segment([r])[0] for r in requests]
 
 
 class Classifier:
@@ -78,15 +60,9 @@ class Classifier:
     def __init__(self, films):
         self.films = films
 
-    def cut(self, image, centres, sides):
-        return _items(_key(image), centres, sides)
-
-    def infer(self, items):
-        self.films.batches["classify"].append(len(items))
-        return [self.films.oracles[key][3].classify(None, centre[None], [side])[0] for key, centre, side in items]
-
-    def classify(self, image, centres, sides):
-        return self.infer(self.cut(image, centres, sides))
+    def classify(self, requests):
+        self.films.batches["classify"].append(sum(len(r.centres) for r in requests))
+        return [self.films.oracles[_key(r.film)][3].classify([r])[0] for r in requests]
 
 
 class Predictor:
@@ -182,7 +158,7 @@ def test_a_component_error_reaches_the_caller():
     records, detected = films_and_detections()
     films = Films(records, detected)
     detector, segmenter, predictor, classifier = films.components()
-    classifier.infer = lambda items: (_ for _ in ()).throw(RuntimeError("classifier down"))
+    classifier.classify = lambda requests: (_ for _ in ()).throw(RuntimeError("classifier down"))
     runner = LockstepRunner(InductiveLoop(detector, segmenter, predictor, classifier, {"labels": LABELS}))
     with pytest.raises(RuntimeError, match="classifier down"):
         runner.run_many([r.image for r in records], [r.view for r in records])

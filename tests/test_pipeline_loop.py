@@ -139,22 +139,22 @@ def test_the_step_cap_holds_on_a_spine_that_never_ends(max_steps):
     class Blobs:
         patch = PATCH
 
-        def segment(self, image, centres, sides):
-            return [disc(c, 3) for c in centres]
+        def segment(self, requests):
+            return [[disc(c, 3) for c in r.centres] for r in requests]
 
     class Always:
         patch = PATCH
         classes, class_prior = class_names(END_LEVELS), None
 
-        def classify(self, image, centres, sides):
-            return np.tile(np.eye(len(self.classes))[self.classes.index(VERTEBRA)], (len(centres), 1))
+        def classify(self, requests):
+            return [np.tile(np.eye(len(self.classes))[self.classes.index(VERTEBRA)], (len(r.centres), 1)) for r in requests]
 
     class Steady:
         def predict(self, windows, sizes):
             return windows[:, 2] + (windows[:, 2] - windows[:, 1])
 
     loop = InductiveLoop(None, Blobs(), Steady(), Always(), {"max_steps": max_steps, "labels": LABELS})
-    result = loop.run_detections(image, detections)
+    result = loop.run(image, detections=detections)
     assert result.trace.stops == {UP: "max_steps", DOWN: "max_steps"}
     for direction in (UP, DOWN):
         assert len(result.trace.steps_in(direction)) == max_steps

@@ -6,7 +6,7 @@ import pytest
 
 from spinefm.data.patches import crop_patch
 from spinefm.pipeline import MaskCrop
-from spinefm.pipeline.loop import best_run, order_along_spine
+from spinefm.pipeline.geometry import best_run, order_along_spine
 from spinefm.pipeline.selection import deduplicate
 from spinefm.pipeline.patching import paste, resample
 from spinefm.pipeline.types import Instance

@@ -315,7 +315,7 @@ def test_trained_tiny_model_finds_vertebrae_and_its_checkpoint_rebuilds_it(tmp_p
     module = build_shallow(cfg.stage.module, dataset=dataset_identity(cfg.dataset))
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     untrained = trainer.validate(module, datamodule=data, verbose=False)[0]
-    model, info = load_component(result["best_checkpoint"], expected="maskrcnn")
+    model, info = load_component(result["best_checkpoint"])
     assert info["inference"]["score_threshold"] == 0.6 and info["model"]["init_checkpoint"] is None
     module.model = model
     rebuilt = trainer.validate(module, datamodule=data, verbose=False)[0]

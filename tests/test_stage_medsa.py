@@ -161,7 +161,7 @@ def test_checkpoint_holds_only_trained_parameters_and_reloads(trained_run):
     assert not any(k.startswith("model.image_encoder.") and ".adapter." not in k for k in checkpoint["state_dict"])
     assert not any(k.startswith("model.prompt_encoder.") for k in checkpoint["state_dict"])
 
-    model, _ = load_component(path, expected="medsa")
+    model, _ = load_component(path)
     module = MedSAModule.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
     images, points = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(0)), torch.full((3, 2), 31.5)
     with torch.no_grad():

@@ -6,9 +6,10 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from spinefm.pipeline.components import find_manifest, load_loop, read_manifest
+from spinefm.pipeline.components import load_loop
 from spinefm.pipeline.films import FilmSettings
 from spinefm.pipeline.loop import InductiveLoop
+from spinefm.pipeline.manifest import find_manifest, read_manifest
 
 
 def without_nulls(settings: dict) -> dict:

@@ -15,14 +15,16 @@ decoding of the whole chain (docs in `spinefm.pipeline.decode`).
    and their levels, from the class probabilities, the detector's support and the count prior.
 5. Post-process the kept positions (smoothing, final threshold), drop duplicates one-to-one.
 
-The two directions are independent (each has its own window, previous mask and spacing), so they
-step in lockstep: one batched call per component and step serves both (`LoopConfig.sequential`:
-one direction after the other, as the original).
+The loop is a generator (`InductiveLoop.walk`): it yields its requests to the components and is sent
+their answers, so a runner can serve many films' requests with one batched call (`lockstep`). The two
+directions are independent (each has its own window, previous mask and spacing), so they step
+together: one request per component and step serves both (`LoopConfig.sequential`: one direction
+after the other, as the original).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 
 import cv2
@@ -34,7 +36,10 @@ from spinefm.data.patches import patch_side
 from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END
 from spinefm.pipeline.claims import Detections, unclaimed_detections
 from spinefm.pipeline.decode import DecodeConfig, decode_chain
+from spinefm.pipeline.geometry import best_run, chain_spacing, inside, mask_score, order_along_spine
 from spinefm.pipeline.labels import LabelConfig
+from spinefm.pipeline.lockstep import Walk, run_walks
+from spinefm.pipeline.requests import Classify, Detect, Predict, Request, Segment
 from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.types import (
     DOWN, SEED, UP, Detection, EndClassifier, Instance, LoopResult, MaskCrop, NextPointPredictor, SeedDetector,
@@ -153,11 +158,16 @@ class InductiveLoop:
         self.classifier = classifier
         self.config = config if isinstance(config, LoopConfig) else LoopConfig(**(config or {}))
 
-    def run(self, image: np.ndarray, view: str | None = None, image_id: str | None = None) -> LoopResult:
+    @property
+    def components(self) -> dict[str, object]:
+        """Role -> component (the roles `requests` names)."""
+        return {"detector": self.detector, "segmenter": self.segmenter, "predictor": self.predictor, "classifier": self.classifier}
+
+    def run(self, image: np.ndarray, view: str | None = None, image_id: str | None = None, detections: list[Detection] | None = None) -> LoopResult:
         """image: the radiograph as loaded (`ImageRecord.load_image()`, any bit depth); the models see it
-        through `to_uint8`, as in training. view: the film's view (for end levels and labels)."""
-        film = self.film(image, image_id)
-        return self.run_detections(film, self.detector.detect([film])[0], view, image_id)
+        through `to_uint8`, as in training. view: the film's view (for end levels and labels).
+        detections: the detector's, when already known (the detector is then not asked)."""
+        return run_walks([self.walk(self.film(image, image_id), view, image_id, detections)], self.components)[0]
 
     @staticmethod
     def film(image: np.ndarray, image_id: str | None = None) -> np.ndarray:
@@ -167,9 +177,12 @@ class InductiveLoop:
             raise ValueError(f"{image_id or 'image'}: expected a 2-D grey image, got shape {film.shape}")
         return film
 
-    def run_detections(self, film: np.ndarray, detections: list[Detection], view: str | None = None, image_id: str | None = None) -> LoopResult:
-        """The loop from given detections on a uint8 film (steps 1-5 after detection)."""
+    def walk(self, film: np.ndarray, view: str | None = None, image_id: str | None = None, detections: list[Detection] | None = None) -> Walk:
+        """The loop on a uint8 film as a generator: it yields its requests to the components and is
+        sent their answers (`lockstep.run_walks` serves many films' walks together); returns the result."""
         config = self.config
+        if detections is None:
+            detections = yield Detect(film)
         trace = Trace(
             detection_centroids=np.array([d.centroid for d in detections], dtype=np.float64).reshape(-1, 2),
             detection_scores=np.array([d.score for d in detections], dtype=np.float64),
@@ -183,7 +196,7 @@ class InductiveLoop:
         start = best_run(trace.detection_scores[trace.order], config.num_seeds)
         trace.seeds = trace.order[start : start + config.num_seeds]
         claims = Detections(detections, config.snap_score, config.mask_threshold)
-        seeds = self._segment_seeds(film, [detections[i] for i in trace.seeds], claims, trace)
+        seeds = yield from self._segment_seeds(film, [detections[i] for i in trace.seeds], claims, trace)
         if not seeds:
             trace.status, trace.stops = "no_seeds", {UP: "no_seeds", DOWN: "no_seeds"}
             return result
@@ -194,16 +207,17 @@ class InductiveLoop:
         centroids = [s.centroid for s in seeds]
         up = _Walker(UP, centroids[::-1], seeds[0].probability)
         down = _Walker(DOWN, centroids, seeds[-1].probability)
-        self._walk(film, [up, down], claims, trace)
+        for walkers in ([up], [down]) if config.sequential else ([up, down],):
+            yield from self._walk_together(film, walkers, claims, trace)
         trace.stops = {UP: up.stop, DOWN: down.stop}
         result.chain, result.instances = self._finish(up.found[::-1] + seeds + down.found, view, claims, trace)
         return result
 
-    def _segment_seeds(self, film: np.ndarray, detections: list[Detection], claims: Detections, trace: Trace) -> list[_Found]:
+    def _segment_seeds(self, film: np.ndarray, detections: list[Detection], claims: Detections, trace: Trace) -> Generator[Request, object, list[_Found]]:
         """Segment the seeds in one call; seeds whose mask is empty are dropped."""
         points = np.stack([d.centroid for d in detections])
         spacing = chain_spacing(list(points)) if len(points) > 1 else self.config.size_to_spacing * np.sqrt(detections[0].area)
-        crops = self.segmenter.segment(film, points, [self._side(self.segmenter, spacing)] * len(points))
+        crops = yield Segment(film, points, (self._side(self.segmenter, spacing),) * len(points))
         seeds = []
         for crop, detection in zip(crops, detections):
             centroid = crop.weighted_centroid(self.config.mask_threshold)
@@ -213,15 +227,11 @@ class InductiveLoop:
         if seeds and self.config.classify_seeds:
             centres = np.stack(trace.seed_centroids)
             side = self._side(self.classifier, chain_spacing(list(centres)) if len(centres) > 1 else spacing)
-            for seed, probabilities in zip(seeds, self.classifier.classify(film, centres, [side] * len(seeds))):
+            for seed, probabilities in zip(seeds, (yield Classify(film, centres, (side,) * len(seeds)))):
                 seed.probabilities = np.asarray(probabilities, dtype=np.float64)
         return seeds
 
-    def _walk(self, film: np.ndarray, walkers: list[_Walker], claims: Detections, trace: Trace) -> None:
-        for group in ([w] for w in walkers) if self.config.sequential else [walkers]:
-            self._walk_together(film, group, claims, trace)
-
-    def _walk_together(self, film: np.ndarray, walkers: list[_Walker], claims: Detections, trace: Trace) -> None:
+    def _walk_together(self, film: np.ndarray, walkers: list[_Walker], claims: Detections, trace: Trace) -> Generator[Request, object, None]:
         config = self.config
         height, width = film.shape
         while True:
@@ -232,7 +242,7 @@ class InductiveLoop:
             if not active:
                 return
             steps = []
-            for walker, point in zip(active, self._predict(active, width, height)):
+            for walker, point in zip(active, (yield from self._predict(active, width, height))):
                 step = Step(walker.direction, walker.steps, walker.window(), point, "kept")
                 if walker.jump is not None:
                     step.snapped, walker.jump = walker.jump, None
@@ -247,7 +257,7 @@ class InductiveLoop:
                     _stop(walker, step, "border")
             if not steps:
                 continue
-            crops = self.segmenter.segment(film, np.stack([s.prompt for _, s in steps]), [s.side for _, s in steps])
+            crops = yield Segment(film, np.stack([s.prompt for _, s in steps]), tuple(s.side for _, s in steps))
             kept = []
             for (walker, step), crop in zip(steps, crops):
                 step.refined = crop.weighted_centroid(config.mask_threshold)
@@ -263,7 +273,7 @@ class InductiveLoop:
             if not kept:
                 continue
             centres = np.stack([s.refined for _, s, _ in kept])
-            answers = self.classifier.classify(film, centres, [self._side(self.classifier, w.spacing) for w, _, _ in kept])
+            answers = yield Classify(film, centres, tuple(self._side(self.classifier, w.spacing) for w, _, _ in kept))
             for (walker, step, crop), probabilities in zip(kept, answers):
                 self._advance(walker, step, crop, np.asarray(probabilities, dtype=np.float64), claims)
 
@@ -302,13 +312,13 @@ class InductiveLoop:
         walker.doubts, walker.jump = 0, claims.centroids[target].copy()
         return True
 
-    def _predict(self, walkers: list[_Walker], width: int, height: int) -> np.ndarray:
+    def _predict(self, walkers: list[_Walker], width: int, height: int) -> Generator[Request, object, np.ndarray]:
         """Next centroid per walker: the predictor on three points, a constant-velocity step on two."""
         points = np.zeros((len(walkers), 2))
         full = [i for i, w in enumerate(walkers) if len(w.chain) >= 3]
         if full:
             windows = np.stack([walkers[i].window() for i in full])
-            points[full] = self.predictor.predict(windows, np.tile([width, height], (len(full), 1)).astype(np.float64))
+            points[full] = yield Predict(windows, (width, height))
         for i, walker in enumerate(walkers):
             if len(walker.chain) < 3:
                 points[i] = 2 * walker.chain[-1] - walker.chain[-2]
@@ -368,36 +378,3 @@ class InductiveLoop:
 
 def _stop(walker: _Walker, step: Step, reason: str) -> None:
     walker.stop = step.outcome = reason
-
-
-def mask_score(crop: MaskCrop) -> float:
-    """Med-SA's confidence in a mask: the mean probability over the pixels it calls foreground (p > 0.5)."""
-    foreground = crop.values[crop.values > 0.5]
-    return float(foreground.mean()) if foreground.size else 0.0
-
-
-def chain_spacing(points: list[np.ndarray]) -> float:
-    """Median distance between consecutive points."""
-    return float(np.median(np.linalg.norm(np.diff(np.stack(points), axis=0), axis=1)))
-
-
-def order_along_spine(points: np.ndarray) -> np.ndarray:
-    """Indices ordering the points along their total-least-squares line, top (small y) to bottom."""
-    if len(points) < 2:
-        return np.arange(len(points))
-    centred = points - points.mean(axis=0)
-    direction = np.linalg.svd(centred, full_matrices=False)[2][0]
-    if direction[1] < 0 or (direction[1] == 0 and direction[0] < 0):
-        direction = -direction
-    return np.argsort(centred @ direction, kind="stable")
-
-
-def best_run(scores: np.ndarray, length: int) -> int:
-    """Start of the `length` consecutive scores with the highest mean (the first on ties)."""
-    length = min(length, len(scores))
-    return int(np.argmax(np.convolve(scores, np.ones(length), mode="valid")))
-
-
-def inside(point: np.ndarray, width: int, height: int, margin: float) -> bool:
-    x, y = point
-    return bool(np.isfinite(point).all() and margin <= x <= width - 1 - margin and margin <= y <= height - 1 - margin)

@@ -186,19 +186,31 @@ class LoopResult:
         return np.array([i.centroid for i in self.instances]).reshape(-1, 2)
 
 
-# The four components the loop drives. Images are uint8 films (`spinefm.data.intensity.to_uint8`,
-# as in training); points are (x, y) pixels; `sides` are patch sides in image pixels, one per point.
-# `patch` is the component's patch setting {mode, side_px, spacing_factor} (`spinefm.data.patches.patch_side`).
+@dataclass(frozen=True)
+class Patches:
+    """Square patches of one film: `centres` (N, 2) as (x, y) pixels, `sides` one side (pixels) per centre."""
+
+    film: np.ndarray
+    centres: np.ndarray
+    sides: tuple[int, ...]
+
+
+# The four roles the loop drives, each through a batched interface: one call answers the requests of
+# many films (`spinefm.pipeline.requests`). Films are uint8 (`spinefm.data.intensity.to_uint8`, as in
+# training); points are (x, y) pixels. `patch` is the component's patch setting
+# {mode, side_px, spacing_factor} (`spinefm.data.patches.patch_side`).
 
 
 class SeedDetector(Protocol):
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]: ...
+    def detect(self, films: Sequence[np.ndarray]) -> list[list[Detection]]: ...
 
 
 class Segmenter(Protocol):
     patch: dict
 
-    def segment(self, image: np.ndarray, centres: np.ndarray, sides) -> list[MaskCrop]: ...
+    def segment(self, requests: Sequence[Patches]) -> list[list[MaskCrop]]:
+        """Per request, the mask of the vertebra at each centre."""
+        ...
 
 
 class NextPointPredictor(Protocol):
@@ -212,6 +224,6 @@ class EndClassifier(Protocol):
     classes: list[str]  # `spinefm.models.spine_end.class_names` order
     class_prior: list[float] | None  # class frequencies in training (None: every class equally often)
 
-    def classify(self, image: np.ndarray, centres: np.ndarray, sides) -> np.ndarray:
-        """Class probabilities (N, len(classes)) at the points."""
+    def classify(self, requests: Sequence[Patches]) -> list[np.ndarray]:
+        """Per request, class probabilities (N, len(classes)) at its centres."""
         ...

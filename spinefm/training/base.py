@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 from hydra.utils import instantiate
 
-from spinefm.checkpoints import FORMAT_VERSION, build_component
+from spinefm.checkpoints import FORMAT_VERSION, LEGACY, build_model
 
 
 class ComponentModule(L.LightningModule):
@@ -15,12 +15,23 @@ class ComponentModule(L.LightningModule):
     optimiser are filled in here); `inference` and `dataset` are stored for the pipeline.
     """
 
-    component: str = ""
+    component: str = ""  # the stage's name, as checkpoints record it
+    role: str = ""  # a pipeline role (`spinefm.pipeline.roles.ROLES`) ...
+    adapter: str = ""  # ... served by this adapter ...
+    builder: str = ""  # ... on the model this "module:callable" builds; the three default to LEGACY[component]
 
     def __init__(self, model: dict, optimizer: dict, scheduler: dict | None = None, inference: dict | None = None, dataset: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.model = build_component(self.component, model)
+        self.model = build_model(self.identity["builder"], model)
+
+    @property
+    def identity(self) -> dict:
+        defaults = dict(zip(("role", "adapter", "builder"), LEGACY.get(self.component, ("", "", ""))))
+        identity = {key: getattr(self, key) or defaults[key] for key in defaults}
+        if not all(identity.values()):
+            raise ValueError(f"the {self.component or type(self).__name__} module must set role, adapter and builder")
+        return identity
 
     def configure_optimizers(self):
         parameters = [p for p in self.parameters() if p.requires_grad]
@@ -37,6 +48,7 @@ class ComponentModule(L.LightningModule):
         return {
             "format_version": FORMAT_VERSION,
             "component": self.component,
+            **self.identity,
             "model": dict(self.hparams.model),
             "inference": dict(self.hparams.inference or {}),
             "dataset": dict(self.hparams.dataset or {}),

@@ -1,0 +1,87 @@
+"""What a film's walk asks of the components (`InductiveLoop.walk` yields these and is sent the answers).
+
+Each kind of request names the role that answers it and serves a batch of requests, from any
+number of films, with ONE call of that role's batched interface (`types.SeedDetector` ...),
+returning one answer per request in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from spinefm.pipeline.types import Patches
+
+
+class _Request:
+    def batch_key(self, by_shape: bool):
+        """Requests with equal keys may share a call."""
+        return None
+
+
+@dataclass(frozen=True)
+class Detect(_Request):
+    """Answer: the film's detections."""
+
+    role: ClassVar[str] = "detector"
+    film: np.ndarray
+
+    def batch_key(self, by_shape: bool):
+        # Mask R-CNN pads a batch to its largest film, which changes its proposals on the smaller ones.
+        return self.film.shape if by_shape else None
+
+    @staticmethod
+    def serve(detector, requests: Sequence[Detect]) -> list:
+        return detector.detect([r.film for r in requests])
+
+
+@dataclass(frozen=True)
+class Segment(Patches, _Request):
+    """Answer: a `MaskCrop` per centre."""
+
+    role: ClassVar[str] = "segmenter"
+
+    @staticmethod
+    def serve(segmenter, requests: Sequence[Segment]) -> list:
+        return segmenter.segment(requests)
+
+
+@dataclass(frozen=True)
+class Classify(Patches, _Request):
+    """Answer: class probabilities (N, len(classes))."""
+
+    role: ClassVar[str] = "classifier"
+
+    @staticmethod
+    def serve(classifier, requests: Sequence[Classify]) -> list:
+        return classifier.classify(requests)
+
+
+@dataclass(frozen=True)
+class Predict(_Request):
+    """windows (N, 3, 2) of one film of `image_size` (width, height). Answer: the next points (N, 2)."""
+
+    role: ClassVar[str] = "predictor"
+    windows: np.ndarray
+    image_size: tuple[int, int]
+
+    @staticmethod
+    def serve(predictor, requests: Sequence[Predict]) -> list:
+        windows = np.concatenate([r.windows for r in requests])
+        sizes = np.concatenate([np.tile(np.asarray(r.image_size, np.float64), (len(r.windows), 1)) for r in requests])
+        return split(predictor.predict(windows, sizes), [len(r.windows) for r in requests])
+
+
+def split(rows, counts: Sequence[int]) -> list:
+    """`rows` cut into consecutive pieces of `counts` rows."""
+    bounds = np.cumsum([0, *counts])
+    return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+Request = Detect | Segment | Classify | Predict
+# The order of a step: kinds are served round-robin in it, so a film that skipped a call waits for
+# the others and batches stay full.
+KINDS = (Detect, Predict, Segment, Classify)
