@@ -1,0 +1,124 @@
+"""Roles: a checkpoint names its role and adapter, so a new detector family plugs in without any
+edit to the pipeline; older checkpoints (without those names) still load."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spinefm.checkpoints import load_component, read_checkpoint
+from spinefm.pipeline.adapters import Adapter
+from spinefm.pipeline.components import load_loop
+from spinefm.pipeline.roles import adapter_class, register_adapter
+from spinefm.pipeline.types import Detection, MaskCrop
+from spinefm.synthetic import PhantomConfig, generate_phantom
+
+
+class StubNet(nn.Module):
+    """A 'detector network': one learnt offset added to the film's brightest rows."""
+
+    def __init__(self, rows: int):
+        super().__init__()
+        self.rows = rows
+        self.offset = nn.Parameter(torch.zeros(2))
+
+
+@register_adapter("stub_detector")
+class StubDetector(Adapter):
+    """Detections at the centres of the film's `rows` brightest horizontal bands."""
+
+    role = "detector"
+    settings = ("radius",)
+
+    def __init__(self, model, radius: int):
+        super().__init__(model)
+        self.radius = radius
+
+    def detect(self, films):
+        return [self._detect(film) for film in films]
+
+    def _detect(self, film):
+        height, width = film.shape
+        bands = np.array_split(np.arange(height), self.model.rows)
+        detections = []
+        for band in bands:
+            y = float(band.mean())
+            x = float(np.argmax(film[band].sum(axis=0)))
+            centre = np.array([x, y]) + self.model.offset.detach().numpy()
+            side = 2 * self.radius + 1
+            crop = MaskCrop(np.ones((side, side), np.float32), (int(x) - self.radius, int(y) - self.radius))
+            detections.append(Detection(crop, 0.9, centre, float(side * side)))
+        return detections
+
+
+def stub_checkpoint(path, adapter="stub_detector"):
+    info = {
+        "format_version": 1,
+        "component": "stub",
+        "role": "detector",
+        "adapter": adapter,
+        "builder": "test_pipeline_roles:StubNet",
+        "model": {"rows": 12},
+        "inference": {"radius": 3},
+        "dataset": {"name": "synthetic"},
+        "trainable_only": False,
+    }
+    torch.save({"state_dict": {"model.offset": torch.tensor([0.5, -0.5])}, "spinefm": info}, path)
+    return path
+
+
+def with_entry(manifest, tmp_path, old: str, new: str, checkpoint) -> str:
+    data = json.loads(manifest.read_text())
+    data["components"] = {new if name == old else name: entry for name, entry in data["components"].items()}
+    data["components"][new] = {"best_checkpoint": str(checkpoint), "last_checkpoint": str(checkpoint)}
+    path = tmp_path / f"manifest_{new}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("adapter", ["stub_detector", "test_pipeline_roles:StubDetector"])
+def test_a_new_detector_family_plugs_in_by_its_checkpoint(manifest, tmp_path, adapter):
+    """Registered by name or named by its import path: the loop runs on the stub's detections."""
+    checkpoint = stub_checkpoint(tmp_path / "stub.ckpt", adapter)
+    stub_manifest = with_entry(manifest, tmp_path, "maskrcnn", "stub", checkpoint)
+    loop = load_loop(stub_manifest, {"mask_threshold": 0.0, "final_threshold": 0.0, "overlap_iou": 1.0, "max_steps": 2}, overrides={"stub": {"radius": 2}})
+    assert isinstance(loop.detector, StubDetector) and loop.detector.radius == 2
+    assert loop.detector.info["component"] == "stub" and torch.equal(loop.detector.model.offset.data, torch.tensor([0.5, -0.5]))
+    record = generate_phantom(0, PhantomConfig(image_size=128))
+    result = loop.run(record.load_image(), record.view, record.id)
+    assert len(result.trace.detection_centroids) == 12 and result.trace.status == "ok" and result.trace.steps
+
+
+def test_a_manifest_needs_one_checkpoint_per_role(manifest, tmp_path):
+    twice = json.loads(manifest.read_text())
+    twice["components"]["stub"] = {"best_checkpoint": str(stub_checkpoint(tmp_path / "stub.ckpt"))}
+    with pytest.raises(ValueError, match=r"one checkpoint per role.*'detector': \['maskrcnn', 'stub'\]"):
+        load_loop(twice)
+    missing = json.loads(manifest.read_text())
+    del missing["components"]["spine_end"]
+    with pytest.raises(ValueError, match=r"'classifier': \[\]"):
+        load_loop(missing)
+    with pytest.raises(ValueError, match="does not list"):
+        load_loop(manifest, overrides={"yolo": {"score_threshold": 0.5}})
+
+
+def test_an_adapter_name_must_be_registered_or_importable():
+    with pytest.raises(ValueError, match="no adapter registered as 'yolo'.*maskrcnn"):
+        adapter_class("yolo")
+    with pytest.raises(ValueError, match="is not an adapter"):
+        adapter_class("test_pipeline_roles:StubNet")
+    with pytest.raises(ValueError, match="already registered"):
+        register_adapter("maskrcnn")(StubDetector)
+
+
+def test_a_checkpoint_from_before_roles_loads_with_its_components_role(manifest, tmp_path):
+    entry = json.loads(manifest.read_text())["components"]["spine_end"]
+    checkpoint = read_checkpoint(entry["best_checkpoint"])
+    for key in ("role", "adapter", "builder"):
+        del checkpoint["spinefm"][key]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    model, info = load_component(tmp_path / "old.ckpt")
+    assert (info["role"], info["adapter"], info["builder"]) == ("classifier", "spine_end", "spinefm.models.spine_end:SpineEndClassifier")
+    assert type(model).__name__ == "SpineEndClassifier"
