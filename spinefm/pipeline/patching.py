@@ -28,18 +28,12 @@ def paste(crop: np.ndarray, offset, height: int, width: int) -> np.ndarray:
     return full
 
 
-def axis_weights(count: int, start: int, scale: float, source_size: int) -> np.ndarray:
-    """(count, source_size) linear-interpolation weights: output pixel i samples the source at
+def axis_samples(count: int, start: int, scale: float, source_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low, high, fraction) of linear interpolation: output pixel i samples the source at
     (start + i + 0.5) * scale - 0.5, clamped to the source's edge pixels (OpenCV's border)."""
     position = np.clip((start + np.arange(count) + 0.5) * scale - 0.5, 0, source_size - 1)
-    low = np.floor(position).astype(int)
-    high = np.minimum(low + 1, source_size - 1)
-    fraction = position - low
-    weights = np.zeros((count, source_size), np.float64)
-    rows = np.arange(count)
-    np.add.at(weights, (rows, low), 1 - fraction)
-    np.add.at(weights, (rows, high), fraction)
-    return weights
+    low = np.floor(position).astype(np.intp)
+    return low, np.minimum(low + 1, source_size - 1), position - low
 
 
 def resample(source: np.ndarray, scale_xy, start_xy, shape) -> np.ndarray:
@@ -48,7 +42,10 @@ def resample(source: np.ndarray, scale_xy, start_xy, shape) -> np.ndarray:
 
     With start (0, 0) and scale = source size / output size this is cv2.resize(..., INTER_LINEAR)
     of a float image; a non-zero start gives the same values on a sub-window of that output.
+    Rows first, then columns: two gathers per axis, no output-size weight matrices.
     """
-    rows = axis_weights(shape[0], start_xy[1], scale_xy[1], source.shape[0])
-    cols = axis_weights(shape[1], start_xy[0], scale_xy[0], source.shape[1])
-    return (rows @ source.astype(np.float64) @ cols.T).astype(np.float32)
+    source = source.astype(np.float64, copy=False)
+    low, high, fraction = axis_samples(shape[0], start_xy[1], scale_xy[1], source.shape[0])
+    rows = source[low] * (1 - fraction)[:, None] + source[high] * fraction[:, None]
+    low, high, fraction = axis_samples(shape[1], start_xy[0], scale_xy[0], source.shape[1])
+    return (rows[:, low] * (1 - fraction) + rows[:, high] * fraction).astype(np.float32)
