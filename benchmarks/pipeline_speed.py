@@ -1,12 +1,19 @@
-"""Inductive-loop throughput: one film and one vertebra at a time (sequential, as the original
-SpineFM), one film at a time with both directions batched (per_image, `InductiveLoop.run`), and all
-films in lockstep (`LockstepRunner`), in one process, with the time spent in each component.
+"""Inductive-loop throughput, and each film's time split into network forwards and everything else.
+
+Modes, in one process: one film and one vertebra at a time (sequential, as the original SpineFM),
+one film at a time with both directions batched (per_image, `InductiveLoop.run`), and all films in
+lockstep (`LockstepRunner`; lockstep_padded: one detector call for all films). Forward time is
+measured around each role's network (forward hooks, synchronised on a GPU); "other" is the rest:
+patch cutting, mapping masks back, the walk's decisions, decoding, post-processing.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pipeline_speed.py --images 8 --size 256
+    .venv/bin/python benchmarks/pipeline_speed.py --manifest M.json --films ../shared/datasets/aasce_train/boostnet_labeldata/data/training --images 2 --real
 
 Without --manifest, tiny models are trained first (`train.py experiment=train_all_tiny debug=limit`,
-minutes on a CPU). The loop settings force walking on such untrained-looking models (thresholds 0,
-no overlap stop), so every stage does real work; quality is not the point here.
+minutes on a CPU). Without --real the loop settings force walking on such untrained-looking models
+(thresholds 0, no overlap stop), so every stage does real work; quality is not the point here.
+--real keeps the checkpoints' own settings (what infer.py runs). --films: real films (a folder,
+list or file, as infer.py's input) instead of synthetic phantoms.
 """
 
 from __future__ import annotations
@@ -17,105 +24,134 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
+from spinefm.data.image_io import read_image
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.components import load_loop
+from spinefm.pipeline.inputs import find_inputs
 from spinefm.pipeline.lockstep import LockstepRunner
 from spinefm.pipeline.loop import InductiveLoop
+from spinefm.pipeline.manifest import read_manifest
+from spinefm.pipeline.roles import ROLES
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
 REPO = Path(__file__).resolve().parents[1]
 
-STAGES = ("detect", "segment", "classify", "predict")
-FORWARDS = {"detect", "segment", "classify", "predict", "infer"}
-# lockstep_padded: one detector batch for all films (not identical to per-image detection on mixed sizes)
 MODES = ("sequential", "per_image", "lockstep", "lockstep_padded")
 # Loop and detector settings that make tiny models walk (as tests/test_pipeline_components.py).
 WALKING = {"mask_threshold": 0.0, "final_threshold": 0.0, "overlap_iou": 1.0, "max_steps": 5, "duplicate_iou": 1.0}
 DETECTOR = {"maskrcnn": {"score_threshold": 0.0, "mask_threshold": 0.5}}
 
 
-class Timed:
-    """A component whose method calls add their wall time to `seconds[stage]`; calls to a forward pass
-    (FORWARDS; `cut` and `to_image` are numpy) count in `calls[stage]`."""
+class ForwardClock:
+    """Wall time and calls of each role's network forward (hooks on the adapters' models)."""
 
-    def __init__(self, component, stage: str, seconds: dict, calls: dict):
-        self._component, self._stage, self._seconds, self._calls = component, stage, seconds, calls
+    def __init__(self, loop: InductiveLoop):
+        self.seconds, self.calls = defaultdict(float), defaultdict(int)
+        self._started: dict[str, float] = {}
+        self._hooks = []
+        for role, component in loop.components.items():
+            model = getattr(component, "model", None)
+            if isinstance(model, torch.nn.Module):
+                self._hooks.append(model.register_forward_pre_hook(lambda *_, role=role: self._start(role)))
+                self._hooks.append(model.register_forward_hook(lambda *_, role=role: self._stop(role)))
 
-    def __getattr__(self, name):
-        attribute = getattr(self._component, name)
-        if not callable(attribute):
-            return attribute
+    def _start(self, role) -> None:
+        _synchronise()
+        self._started[role] = time.perf_counter()
 
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return attribute(*args, **kwargs)
-            finally:
-                self._seconds[self._stage] += time.perf_counter() - start
-                self._calls[self._stage] += int(name in FORWARDS)
+    def _stop(self, role) -> None:
+        _synchronise()
+        self.seconds[role] += time.perf_counter() - self._started[role]
+        self.calls[role] += 1
 
-        return timed
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
 
-
-def _timed_loop(loop: InductiveLoop, sequential: bool, seconds: dict, calls: dict) -> InductiveLoop:
-    parts = {"detector": "detect", "segmenter": "segment", "predictor": "predict", "classifier": "classify"}
-    config = replace(loop.config, sequential=sequential)
-    return InductiveLoop(**{name: Timed(getattr(loop, name), stage, seconds, calls) for name, stage in parts.items()}, config=config)
+    def remove(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
 
 
-def run_mode(loop: InductiveLoop, mode: str, images, views, image_ids) -> tuple[list, dict]:
+def _synchronise() -> None:
+    """Wait for queued GPU work, so a forward's time is its own."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def run_mode(loop: InductiveLoop, clock: ForwardClock, mode: str, images, views, image_ids, precision: str, device: str) -> tuple[list, dict]:
     """The results of one mode on every film, and its timings."""
-    seconds, calls = defaultdict(float), defaultdict(int)
-    timed = _timed_loop(loop, mode == "sequential", seconds, calls)
+    loop = InductiveLoop(*loop.components.values(), config=replace(loop.config, sequential=mode == "sequential"))
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    clock.reset()
     start = time.perf_counter()
-    if mode.startswith("lockstep"):
-        results = LockstepRunner(timed, detect_by_shape=mode == "lockstep").run_many(images, views, image_ids)
-    else:
-        results = [timed.run(image, view, image_id) for image, view, image_id in zip(images, views, image_ids)]
+    with autocast:
+        if mode.startswith("lockstep"):
+            results = LockstepRunner(loop, detect_by_shape=mode == "lockstep").run_many(images, views, image_ids)
+        else:
+            results = [loop.run(image, view, image_id) for image, view, image_id in zip(images, views, image_ids)]
     total = time.perf_counter() - start
-    stages = {stage: seconds[stage] for stage in STAGES}
-    stages["other"] = total - sum(stages.values())
+    forwards = sum(clock.seconds.values())
     return results, {
         "seconds": total,
-        "radiographs_per_s": len(images) / total,
-        "stage_seconds": stages,
-        "component_calls": {stage: calls[stage] for stage in STAGES},
+        "films_per_s": len(images) / total,
+        "forward_seconds": {role: clock.seconds[role] for role in ROLES},
+        "forward_calls": {role: clock.calls[role] for role in ROLES},
+        "other_seconds": total - forwards,
+        "other_ms_per_film": 1000 * (total - forwards) / len(images),
+        "other_fraction": (total - forwards) / total,
         "instances": sum(len(r.instances) for r in results),
         "steps": sum(len(r.trace.steps) for r in results),
     }
 
 
-def benchmark(loop: InductiveLoop, images, views, image_ids=None, warmup: bool = True) -> dict:
-    """Every mode on the same films. Keys: images, modes {mode: {seconds, radiographs_per_s,
-    stage_seconds {detect, segment, classify, predict, other}, component_calls, instances, steps}},
-    lockstep_over_sequential (throughput ratio), same_levels (films whose levels agree across the
-    exact modes: all but lockstep_padded)."""
+def benchmark(loop: InductiveLoop, images, views, image_ids=None, warmup: bool = True, precision: str = "fp32", modes=MODES, device: str = "cpu") -> dict:
+    """The modes on the same films. Keys: images, precision, modes {mode: {seconds, films_per_s,
+    forward_seconds {role}, forward_calls {role}, other_seconds, other_ms_per_film, other_fraction,
+    instances, steps}}, lockstep_over_sequential (throughput ratio, when both ran), same_levels (films
+    whose levels agree across the exact modes: all but lockstep_padded)."""
     image_ids = list(image_ids) if image_ids is not None else [str(i) for i in range(len(images))]
     if warmup:  # first-call costs (allocators, lazy imports) out of the timings
         loop.run(images[0], views[0])
-    modes, levels = {}, {}
-    for mode in MODES:
-        results, modes[mode] = run_mode(loop, mode, images, views, image_ids)
-        levels[mode] = [r.levels for r in results]
-    return {
+    clock = ForwardClock(loop)
+    report, levels = {}, {}
+    try:
+        for mode in modes:
+            results, report[mode] = run_mode(loop, clock, mode, images, views, image_ids, precision, device)
+            levels[mode] = [r.levels for r in results]
+    finally:
+        clock.remove()
+    exact = [m for m in modes if m != "lockstep_padded"]
+    summary = {
         "images": len(images),
-        "modes": modes,
-        "lockstep_over_sequential": modes["lockstep"]["radiographs_per_s"] / modes["sequential"]["radiographs_per_s"],
-        "same_levels": sum(len({str(levels[m][i]) for m in MODES[:3]}) == 1 for i in range(len(images))),
+        "precision": precision,
+        "modes": report,
+        "same_levels": sum(len({str(levels[m][i]) for m in exact}) == 1 for i in range(len(images))),
     }
+    if {"lockstep", "sequential"} <= set(report):
+        summary["lockstep_over_sequential"] = report["lockstep"]["films_per_s"] / report["sequential"]["films_per_s"]
+    return summary
 
 
 def table(report: dict) -> str:
-    head = f"{'mode':<15} {'radiographs/s':>13} " + " ".join(f"{s + ' s':>10}" for s in (*STAGES, "other")) + f" {'seg calls':>9} {'det calls':>9}"
+    head = f"{'mode':<15} {'films/s':>8} {'s/film':>8} " + " ".join(f"{r[:9] + ' s':>11}" for r in ROLES)
+    head += f" {'other s':>8} {'other ms/film':>13} {'other %':>7} {'seg calls':>9}"
     rows = [head]
     for mode, row in report["modes"].items():
-        stages = " ".join(f"{row['stage_seconds'][s]:>10.3f}" for s in (*STAGES, "other"))
-        rows.append(f"{mode:<15} {row['radiographs_per_s']:>13.3f} {stages} {row['component_calls']['segment']:>9} {row['component_calls']['detect']:>9}")
-    rows.append(f"lockstep / sequential throughput: {report['lockstep_over_sequential']:.2f}x; "
-                f"levels equal across modes on {report['same_levels']}/{report['images']} films")
+        forwards = " ".join(f"{row['forward_seconds'][r]:>11.3f}" for r in ROLES)
+        rows.append(
+            f"{mode:<15} {row['films_per_s']:>8.3f} {row['seconds'] / report['images']:>8.2f} {forwards} {row['other_seconds']:>8.3f} "
+            f"{row['other_ms_per_film']:>13.1f} {100 * row['other_fraction']:>7.1f} {row['forward_calls']['segmenter']:>9}"
+        )
+    if "lockstep_over_sequential" in report:
+        rows.append(f"lockstep / sequential throughput: {report['lockstep_over_sequential']:.2f}x")
+    rows.append(f"levels equal across the exact modes on {report['same_levels']}/{report['images']} films ({report['precision']})")
     return "\n".join(rows)
 
 
@@ -131,22 +167,36 @@ def train_tiny(log_dir: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--size", type=int, default=256, help="synthetic film size (without --films)")
+    parser.add_argument("--films", type=Path, help="real films: a folder, list or file (the first --images, sorted)")
     parser.add_argument("--manifest", type=Path, help="manifest.json of trained components (default: train tiny ones)")
+    parser.add_argument("--real", action="store_true", help="the checkpoints' own loop settings, not forced walking")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--max-steps", type=int, default=WALKING["max_steps"])
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/pipeline_speed.json"))
     args = parser.parse_args()
+    settings = {} if args.real else {**WALKING, "max_steps": args.max_steps}
     with tempfile.TemporaryDirectory() as tmp:
         manifest = args.manifest or train_tiny(Path(tmp))
-        loop = load_loop(manifest, {**WALKING, "max_steps": args.max_steps}, device=args.device, overrides=DETECTOR)
-    config = PhantomConfig(image_size=args.size)
-    records = [generate_phantom(seed, config) for seed in range(args.images)]
-    report = benchmark(loop, [r.load_image() for r in records], [r.view for r in records], [r.id for r in records])
+        start = time.perf_counter()
+        loop = load_loop(manifest, settings, device=args.device, overrides=None if args.real else DETECTOR)
+        load_seconds = time.perf_counter() - start
+    if args.films:
+        inputs = find_inputs(args.films)[: args.images]
+        view = (read_manifest(manifest).get("dataset") or {}).get("view")  # as infer.py: the training dataset's view
+        images, views, ids = [read_image(i.path, i.id).pixels for i in inputs], [view] * len(inputs), [i.id for i in inputs]
+    else:
+        records = [generate_phantom(seed, PhantomConfig(image_size=args.size)) for seed in range(args.images)]
+        images, views, ids = [r.load_image() for r in records], [r.view for r in records], [r.id for r in records]
+    report = benchmark(loop, images, views, ids, precision=args.precision, modes=args.modes, device=args.device)
     report["settings"] = {
-        "size": args.size, "device": args.device, "manifest": str(args.manifest or "trained tiny"), "loop": {**WALKING, "max_steps": args.max_steps}
+        "films": str(args.films or f"synthetic {args.size} px"), "device": args.device, "manifest": str(args.manifest or "trained tiny"),
+        "loop": settings or "checkpoints'", "load_seconds": load_seconds, "torch_threads": torch.get_num_threads(),
     }
     print(table(report))
+    print(f"loading the checkpoints: {load_seconds:.2f} s")
     print(f"written to {atomic_write_json(args.out, report)}")
 
 

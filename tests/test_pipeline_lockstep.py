@@ -3,11 +3,13 @@ with oracle components (tests/test_pipeline_loop.py) that serve several films at
 
 import numpy as np
 import pytest
+import torch
 
-from benchmarks.pipeline_speed import MODES, STAGES, benchmark
+from benchmarks.pipeline_speed import MODES, ForwardClock, benchmark
 from spinefm.data.intensity import to_uint8
 from spinefm.pipeline import InductiveLoop
 from spinefm.pipeline.lockstep import LockstepRunner
+from spinefm.pipeline.roles import ROLES
 from spinefm.pipeline.types import DOWN, UP
 from spinefm.synthetic import PhantomConfig, generate_phantom
 from spinefm.models.spine_end import class_names
@@ -164,16 +166,35 @@ def test_a_component_error_reaches_the_caller():
         runner.run_many([r.image for r in records], [r.view for r in records])
 
 
-def test_benchmark_core_reports_every_mode_and_stage():
+def test_benchmark_core_splits_every_mode_into_forwards_and_other():
+    """The oracles have no networks, so every second is "other" and no forward is counted."""
     records, detected = films_and_detections()
     records, detected = records[:2], detected[:2]
     films = Films(records, detected)
     report = benchmark(InductiveLoop(*films.components(), {"labels": LABELS}), [r.image for r in records], [r.view for r in records])
-    assert set(report) == {"images", "modes", "lockstep_over_sequential", "same_levels"} and report["images"] == 2
+    assert set(report) == {"images", "precision", "modes", "lockstep_over_sequential", "same_levels"} and report["images"] == 2
     assert list(report["modes"]) == list(MODES) and report["same_levels"] == 2
     for row in report["modes"].values():
-        assert set(row) == {"seconds", "radiographs_per_s", "stage_seconds", "component_calls", "instances", "steps"}
-        assert set(row["stage_seconds"]) == {*STAGES, "other"} and row["seconds"] > 0
-        assert row["instances"] == sum(len(r.vertebrae) for r in records) and all(row["component_calls"][s] > 0 for s in STAGES)
-    calls = {mode: row["component_calls"] for mode, row in report["modes"].items()}
-    assert calls["lockstep"]["segment"] < calls["per_image"]["segment"] < calls["sequential"]["segment"]
+        assert row["seconds"] > 0 and row["other_seconds"] == row["seconds"] and row["other_fraction"] == 1.0
+        assert set(row["forward_seconds"]) == set(ROLES) and not any(row["forward_calls"].values())
+        assert row["instances"] == sum(len(r.vertebrae) for r in records)
+
+
+def test_the_forward_clock_times_each_roles_network():
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    class Role:
+        def __init__(self):
+            self.model = Net()
+
+    loop = InductiveLoop(Role(), Role(), Role(), Role())
+    clock = ForwardClock(loop)
+    loop.segmenter.model(torch.ones(3))
+    loop.segmenter.model(torch.ones(3))
+    loop.classifier.model(torch.ones(3))
+    assert dict(clock.calls) == {"segmenter": 2, "classifier": 1} and clock.seconds["segmenter"] > 0
+    clock.remove()
+    loop.detector.model(torch.ones(3))
+    assert "detector" not in clock.calls
