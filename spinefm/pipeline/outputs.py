@@ -31,6 +31,7 @@ import json
 import cv2
 import numpy as np
 from pycocotools import mask as coco_mask
+from scipy.ndimage import find_objects
 
 from spinefm.data.intensity import to_uint8
 from spinefm.data.levels import LEVELS, level_index
@@ -176,15 +177,19 @@ def draw_levels(film: np.ndarray, labels: np.ndarray, levels, max_side: int, alp
     picture = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     thickness = max(1, round(max(size) / 800))
     font_scale = max(0.35, max(size) / 1600)
+    boxes = find_objects(small)  # per label value, the slices of its bounding box (None: absent)
     for level, centroid in levels:
-        mask = small == label_value(level)
-        if not mask.any():
+        value = label_value(level)
+        box = boxes[value - 1] if value <= len(boxes) else None
+        if box is None:
             continue
-        colour = level_colour(level)
-        picture[mask] = ((1 - alpha) * picture[mask] + alpha * np.array(colour)).astype(np.uint8)
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        mask, region, colour = small[box] == value, picture[box], level_colour(level)
+        region[mask] = ((1 - alpha) * region[mask] + alpha * np.array(colour)).astype(np.uint8)
+        origin = (box[1].start, box[0].start)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=origin)
         cv2.drawContours(picture, contours, -1, colour, thickness)
-        _label(picture, level, centroid[1] * scale, mask, colour, font_scale, thickness)
+        right = origin[0] + int(np.nonzero(mask.any(axis=0))[0].max())
+        _label(picture, level, right, centroid[1] * scale, colour, font_scale, thickness)
     return picture
 
 
@@ -192,9 +197,9 @@ def picture_scale(shape: tuple[int, int], max_side: int) -> float:
     return min(1.0, max_side / max(shape))
 
 
-def _label(picture, level: str, y: float, mask: np.ndarray, colour, font_scale: float, thickness: int) -> None:
-    """The level name just right of the mask, at height `y`, dark-edged to read on any film."""
-    x = int(np.nonzero(mask.any(axis=0))[0].max()) + 3 * thickness
+def _label(picture, level: str, right: int, y: float, colour, font_scale: float, thickness: int) -> None:
+    """The level name just right of the mask's rightmost column `right`, at height `y`, dark-edged to read on any film."""
+    x = right + 3 * thickness
     y = int(round(y))
     (width, height), _ = cv2.getTextSize(level, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
     x = min(x, picture.shape[1] - width - 1)  # a spine near the right edge gets its names inside the film
