@@ -17,7 +17,7 @@ from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.components import load_loop
 from spinefm.pipeline.films import FilmSettings
 from spinefm.pipeline.outputs import instances_json, label_map, overlay, polygons, read_prediction
-from spinefm.pipeline.predict import PARTS, predict_folder
+from spinefm.pipeline.predict import PARTS, predict_films
 from spinefm.pipeline.types import DOWN, Instance, LoopResult, MaskCrop, Step, Trace
 from spinefm.synthetic import PhantomConfig, generate_phantom
 from test_image_io import write_dicom
@@ -61,11 +61,12 @@ def films(tmp_path_factory):
     return folder
 
 
-def infer(manifest, source, output, log_dir, *extra):
+def infer(manifest, source, output, log_dir, *extra, status=0):
+    """The summary of an infer.py run, which exits with `status` (1: some film failed)."""
     command = [sys.executable, "infer.py", f"pipeline.checkpoints={manifest}", f"input={source}", f"output={output}",
                f"paths.log_dir={log_dir}", "progress_bar=false", *SIZES, *WALKING, *extra]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    assert done.returncode == status, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     return json.loads((output / "summary.json").read_text())
 
 
@@ -92,8 +93,8 @@ def assert_consistent(output, image_id, shape):
 
 def test_a_folder_with_bad_films_then_a_resumed_run(manifest, films, tmp_path):
     output = tmp_path / "out"
-    summary = infer(manifest, films, output, tmp_path / "logs")
-    assert sorted(summary["processed"]) == sorted(GOOD) and summary["skipped"] == []
+    summary = infer(manifest, films, output, tmp_path / "logs", status=1)
+    assert sorted(summary["processed"]) == sorted(GOOD) and summary["skipped"] == [] and summary["interrupted"] is None
     failed = {f["id"]: f["reason"] for f in summary["failed"]}
     assert set(failed) == set(BAD)
     for name, reason in BAD.items():
@@ -107,7 +108,7 @@ def test_a_folder_with_bad_films_then_a_resumed_run(manifest, films, tmp_path):
     assert json.loads((output / "scan.json").read_text())["image"]["inverted"] is False
     assert not list(output.rglob("*.tmp")) and not list(output.rglob(".*"))
     before = snapshot(output)
-    again = infer(manifest, films, output, tmp_path / "logs")
+    again = infer(manifest, films, output, tmp_path / "logs", "allow_failures=true")
     assert sorted(again["skipped"]) == sorted(GOOD) and again["processed"] == []
     assert {f["id"] for f in again["failed"]} == set(BAD)
     assert snapshot(output) == before
@@ -116,7 +117,7 @@ def test_a_folder_with_bad_films_then_a_resumed_run(manifest, films, tmp_path):
 def test_a_list_file_and_a_single_film(manifest, films, tmp_path):
     listing = films / "nested" / "list.txt"
     listing.write_text("# two films and a missing one\nb.png\n\n../a.png\nmissing.png\n")
-    summary = infer(manifest, listing, tmp_path / "listed", tmp_path / "logs")
+    summary = infer(manifest, listing, tmp_path / "listed", tmp_path / "logs", status=1)
     assert sorted(summary["processed"]) == ["a", "b"]
     assert [(f["id"], "missing_image" in f["reason"]) for f in summary["failed"]] == [("missing", True)]
     single = infer(manifest, films / "scan", tmp_path / "single", tmp_path / "logs", "pipeline.view=lateral_lumbar")
@@ -142,6 +143,13 @@ def test_inputs_are_found_sorted_with_ids_from_relative_paths(tmp_path):
     assert [i.id for i in find_inputs(tmp_path / "sub" / "a.png")] == ["a"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         find_inputs(tmp_path / "nothing")
+    (tmp_path / "empty.txt").write_text("# nothing listed\n")
+    with pytest.raises(FileNotFoundError, match="no images in .*empty.txt"):
+        find_inputs(tmp_path / "empty.txt")
+    (tmp_path / "no_films").mkdir()
+    (tmp_path / "no_films" / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"no images in .*no_films: .*\.png .*\.dcm"):
+        find_inputs(tmp_path / "no_films")
 
 
 def hand_made_result(height, width):
@@ -202,7 +210,7 @@ def test_overlay_is_a_downscaled_colour_picture_of_the_masks():
 def test_two_cpu_processes_share_the_films_and_write_each_once(manifest, films, tmp_path):
     output = tmp_path / "ddp"
     summary = infer(manifest, films, output, tmp_path / "logs", "trainer.accelerator=cpu", "trainer.devices=2",
-                    "trainer.strategy=ddp", "films_per_batch=2", "num_workers=0")
+                    "trainer.strategy=ddp", "films_per_batch=2", "num_workers=0", status=1)
     assert summary["world_size"] == 2 and summary["total"] == len(GOOD) + len(BAD)
     assert sorted(summary["processed"]) == sorted(GOOD) and {f["id"] for f in summary["failed"]} == set(BAD)
     assert all(rank["processed"] > 0 for rank in summary["per_rank"])  # both ranks did real work
@@ -223,7 +231,7 @@ def test_bf16_autocast_runs_medsa_and_classifier_in_bf16_and_keeps_coordinates_f
                 module.register_forward_hook(lambda m, i, out, part=part: dtypes[part].add(out.dtype))
     trainer = lambda callbacks: Trainer(accelerator="cpu", devices=1, precision="bf16-mixed", logger=False,
                                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
-    summary = predict_folder(loop, films / "a.png", tmp_path / "bf16", trainer, settings=FilmSettings(min_side=40))
+    summary = predict_films(loop, find_inputs(films / "a.png"), tmp_path / "bf16", trainer, settings=FilmSettings(min_side=40))
     assert summary["processed"] == ["a"]
     assert torch.bfloat16 in dtypes["segmenter"] and torch.bfloat16 in dtypes["classifier"]
     assert dtypes["detector"] == {torch.float32} and dtypes["predictor"] == {torch.float32}

@@ -11,12 +11,16 @@ the films with the lowest per-image Dice, predicted masks in colour and annotate
 A film without a prediction file (its inference failed, or the folder lacks it) is scored as an
 empty prediction, every vertebra missed, and listed in `summary["run"]["without_prediction"]`; a
 film whose record cannot be read at all is listed in `unreadable` and not scored.
+
+Stopped by SIGINT or SIGTERM, the run keeps the predictions made and writes no report: its
+summary.json is `{"interrupted": "SIGTERM", "run": ...}`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -28,6 +32,7 @@ from spinefm.evaluation.metrics import EvaluationSettings, MetricAccumulator
 from spinefm.evaluation.pictures import comparison_picture
 from spinefm.evaluation.report import format_table, worst_images, write_report
 from spinefm.evaluation.walk import WalkTally, format_walk
+from spinefm.interrupt import Interrupted
 from spinefm.io_utils import atomic_write_csv, atomic_write_json, atomic_write_png
 from spinefm.pipeline.from_config import loop_from_config, predict_options
 from spinefm.pipeline.outputs import output_paths, read_prediction
@@ -35,25 +40,39 @@ from spinefm.pipeline.predict import predict_films
 
 
 def evaluate(cfg: DictConfig) -> dict | None:
-    """The summary (also written to summary.json); None on ranks other than 0 of a distributed run."""
+    """The summary (also written to summary.json); None on ranks other than 0 of a distributed run.
+    `run.failed` counts the films not inferred or not scored (unreadable). Stopped by a signal
+    (`Interrupted`), summary.json says so and holds what was run, with no figures."""
     output_dir = Path(cfg.paths.output_dir)
     records, skipped = load_records(cfg.dataset, cfg.split, cfg.max_images)
     run = {"dataset": cfg.dataset.name, "root": cfg.dataset.get("root"), "split": cfg.split, "films": len(records), "unreadable": skipped}
+    try:
+        return _evaluate(cfg, records, run, output_dir)
+    except Interrupted as stop:
+        if rank_zero_only.rank == 0:
+            atomic_write_json(output_dir / "summary.json", {"interrupted": stop.name, "run": run})
+            stop.add_note(f"no report: the same command with hydra.run.dir={output_dir} goes on from the predictions made")
+        raise
+
+
+def _evaluate(cfg: DictConfig, records: list[ImageRecord], run: dict, output_dir: Path) -> dict | None:
     if cfg.predictions is None:
         loop, view, manifest = loop_from_config(cfg)
         predictions = output_dir / "predictions"
+        run["checkpoints"] = manifest["path"]
+        run["components"] = {name: entry.get("best_checkpoint") for name, entry in (manifest.get("components") or {}).items()}
+        run["predictions_folder"] = str(predictions)
         inference = predict_films(loop, records, predictions, source=f"dataset={cfg.dataset.name} split={cfg.split}", view=view, **predict_options(cfg))
         if inference is None:
             return None
-        run["checkpoints"] = manifest["path"]
-        run["components"] = {name: entry.get("best_checkpoint") for name, entry in (manifest.get("components") or {}).items()}
         run["inference"] = {key: inference[key] for key in ("seconds", "world_size", "failed")}
     else:
         predictions, view = Path(cfg.predictions), cfg.pipeline.view
-        run["predictions"] = str(predictions)
-    run["predictions_folder"] = str(predictions)
+        run["predictions"] = run["predictions_folder"] = str(predictions)
     scored = score(records, predictions, EvaluationSettings(**cfg.metrics), view)
     run["without_prediction"] = scored["without_prediction"]
+    failures = run["inference"]["failed"] if "inference" in run else scored["unreadable"]  # a film unreadable here failed inference too
+    run["failed"] = len(run["unreadable"]) + len(failures)
     run["unreadable"] += scored["unreadable"]
     summary = scored["accumulator"].summary()
     summary["clinical"] = clinical_summary(scored["clinical"])

@@ -11,7 +11,8 @@ An input is one image file, a folder, or a `.txt` list file:
 An input's id is its path relative to the folder (the list's folder; a single file's folder) without
 the suffix, in POSIX form (`spine/a.png` -> `spine/a`); outputs are named after it. Where two inputs
 would share an id (`a.png` and `a.dcm`), both keep their suffix (`a.png`, `a.dcm`); a path outside
-the list's folder uses its file name.
+the list's folder uses its file name. A source that does not exist or names no film is a
+FileNotFoundError (`infer.py` reports it in one line).
 """
 
 from __future__ import annotations
@@ -32,16 +33,21 @@ class InputImage:
 
 
 def find_inputs(source, exclude=None) -> list[InputImage]:
-    """The films `source` names (a file, folder or list file), sorted by id."""
+    """The films `source` names (a file, folder or list file), sorted by id. FileNotFoundError when
+    `source` does not exist or names no film."""
     source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"input {source} does not exist: name an image, a folder of images or a .txt list of paths")
     if source.is_dir():
         base, paths = source, list(_folder_images(source, Path(exclude) if exclude else None))
+        if not paths:
+            raise FileNotFoundError(f"no images in {source}: searched it recursively for {' '.join(IMAGE_SUFFIXES)} (any case) and DICOM files of any name")
     elif source.suffix.lower() in LIST_SUFFIXES:
         base, paths = source.parent, _listed(source)
-    elif source.is_file():
-        base, paths = source.parent, [source]
+        if not paths:
+            raise FileNotFoundError(f"no images in {source}: a list file names one image path per line")
     else:
-        raise FileNotFoundError(f"input {source} does not exist: name an image, a folder of images or a .txt list of paths")
+        base, paths = source.parent, [source]
     return sorted(_with_ids(base, paths), key=lambda item: item.id)
 
 

@@ -5,11 +5,16 @@ writes each film's outputs (`outputs.write_outputs`) as its batch ends and, at t
 `summary.json` for the whole run. Under DDP (several GPUs, nodes, or CPU processes) Lightning gives
 each rank its own share of the inputs without repeating any (prediction uses an unrepeated sampler),
 each rank writes its films' outputs, and rank 0 writes the summary of all ranks.
+
+A stop signal (`spinefm.interrupt`) drops the batch in flight; the summary of the films done so far
+is written, marked `interrupted`, and the run's next start does only the rest.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -19,9 +24,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from spinefm.data.record import ImageRecord
+from spinefm.interrupt import Interrupted, KeepStopHandlers, init_worker
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.films import Film, FilmDataset, FilmSettings
-from spinefm.pipeline.inputs import InputImage, find_inputs
+from spinefm.pipeline.inputs import InputImage
 from spinefm.pipeline.lockstep import LockstepRunner
 from spinefm.pipeline.loop import InductiveLoop
 from spinefm.pipeline.outputs import write_outputs
@@ -66,7 +72,9 @@ class PipelineModule(pl.LightningModule):
 class OutputWriter(BasePredictionWriter):
     """Writes each film's outputs as its batch ends and the run's `summary.json` at the end:
     input, output, world_size, processed / skipped (already done) ids, failed [{id, path, reason}], total,
-    per_rank (counts of each rank), seconds. `summary` holds it afterwards on every rank."""
+    per_rank (counts of each rank), seconds, interrupted (null, or the signal that stopped the run).
+    `summary` holds it afterwards on every rank. A stopped run's summary counts this rank's films only:
+    gathering the others' could hang on a rank that is stopping too."""
 
     def __init__(self, output_dir, source, overlay: dict):
         super().__init__(write_interval="batch")
@@ -74,6 +82,7 @@ class OutputWriter(BasePredictionWriter):
         self.source = str(source)
         self.overlay = overlay
         self.summary: dict | None = None
+        self.on_predict_start(None, None)
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self.start = time.perf_counter()
@@ -93,13 +102,25 @@ class OutputWriter(BasePredictionWriter):
                     self.failed.append({"id": film.id, "path": str(film.path), "reason": f"writing outputs failed: {type(error).__name__}: {error}"})
 
     def on_predict_end(self, trainer, pl_module) -> None:
-        parts = _gather((self.processed, self.skipped, self.failed))
-        summary = {"input": self.source, "output": str(self.output_dir), "world_size": len(parts)}
+        self._summarise(trainer, _gather(self._counts()), interrupted=None)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, Interrupted):
+            self._summarise(trainer, [self._counts()], interrupted=exception.name)
+            if trainer.is_global_zero:
+                exception.add_note(f"{len(self.processed)} films done, summary in {self.output_dir / 'summary.json'}; a run into the same output folder does only the rest")
+
+    def _counts(self) -> tuple[list, list, list]:
+        return self.processed, self.skipped, self.failed
+
+    def _summarise(self, trainer, parts: list, interrupted: str | None) -> None:
+        summary = {"input": self.source, "output": str(self.output_dir), "world_size": trainer.world_size}
         for key, index in (("processed", 0), ("skipped", 1), ("failed", 2)):
             summary[key] = sorted((item for part in parts for item in part[index]), key=lambda item: item if isinstance(item, str) else item["id"])
         summary["total"] = sum(len(summary[key]) for key in ("processed", "skipped", "failed"))
         summary["per_rank"] = [dict(zip(("processed", "skipped", "failed"), map(len, part))) for part in parts]
         summary["seconds"] = round(time.perf_counter() - self.start, 3)
+        summary["interrupted"] = interrupted
         if trainer.is_global_zero:
             atomic_write_json(self.output_dir / "summary.json", summary)
         self.summary = summary
@@ -134,20 +155,15 @@ def predict_films(
     num_workers: DataLoader processes reading films ahead.
     """
     dataset = FilmDataset(inputs, output_dir, settings or FilmSettings())
-    loader = DataLoader(dataset, batch_size=films_per_batch, num_workers=num_workers, collate_fn=FilmDataset.collate)
+    loader = DataLoader(dataset, batch_size=films_per_batch, num_workers=num_workers, collate_fn=FilmDataset.collate,
+                        worker_init_fn=partial(init_worker, os.getpid()))
     writer = OutputWriter(output_dir, source, overlay or {"max_side": 2048, "alpha": 0.4})
-    trainer = trainer_factory([writer])
+    trainer = trainer_factory([writer, KeepStopHandlers()])
     if inputs:
         trainer.predict(PipelineModule(loop, view), dataloaders=loader, return_predictions=False)
     else:  # nothing to predict: the summary says so
-        writer.on_predict_start(trainer, None)
         writer.on_predict_end(trainer, None)
     return writer.summary if trainer.is_global_zero else None
-
-
-def predict_folder(loop: InductiveLoop, source, output_dir, trainer_factory, **options) -> dict | None:
-    """`predict_films` on every film `source` names (a file, folder or list: `inputs.find_inputs`)."""
-    return predict_films(loop, find_inputs(source, exclude=output_dir), output_dir, trainer_factory, source=str(source), **options)
 
 
 def format_summary(summary: dict) -> str:

@@ -1,0 +1,88 @@
+"""What the entry points (train.py, infer.py, evaluate.py) share: how they end.
+
+Exit status: 0 done; 1 some film failed (`allow_failures=true`: 0) or an unexpected error (a
+traceback); 2 a user error (`USER_ERRORS`: one line on stderr, the traceback only with
+HYDRA_FULL_ERROR=1); 128 + the signal's number when stopped by SIGINT (130) or SIGTERM (143).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from contextlib import contextmanager
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.experimental.callback import Callback
+from omegaconf.errors import MissingMandatoryValue
+
+from spinefm.interrupt import Interrupted, stop_on_signals
+
+EXIT_FAILED_FILMS = 1
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A mistake in what was asked for, told in one line."""
+
+
+USER_ERRORS = (UserError, FileNotFoundError, MissingMandatoryValue)
+
+
+@contextmanager
+def user_errors_reported():
+    """A user error in the block is one line on stderr and exit status 2."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = f"{error.full_key} is required: add {error.full_key}=..." if isinstance(error, MissingMandatoryValue) else str(error)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def entry_point(stoppable: bool = False):
+    """Decorates a Hydra task function (under `@hydra.main`): user errors reported in one line; with
+    `stoppable`, SIGINT and SIGTERM stop it cleanly (`interrupt.stop_on_signals`)."""
+
+    def decorate(task):
+        @functools.wraps(task)
+        def run(cfg):
+            with user_errors_reported():
+                if not stoppable:
+                    return task(cfg)
+                try:
+                    with stop_on_signals():
+                        return task(cfg)
+                except Interrupted as stop:
+                    print("\n".join([f"stopped by {stop.name}", *getattr(stop, "__notes__", [])]), file=sys.stderr)
+                    sys.exit(stop.exit_status)
+
+        return run
+
+    return decorate
+
+
+def exit_if_failed(failed: int, allow_failures: bool) -> None:
+    """Exit status 1 when a film failed, unless failures are allowed."""
+    if failed and not allow_failures:
+        print(f"error: films failed: {failed}, listed in the summary (allow_failures=true exits 0 all the same)", file=sys.stderr)
+        sys.exit(EXIT_FAILED_FILMS)
+
+
+class RequireStage(Callback):
+    """train.py: no run folder and one line when neither a stage nor an experiment is chosen."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._check(config)
+
+    @staticmethod
+    def _check(config) -> None:
+        if config.get("stage") is None and not config.get("stages"):
+            stages = "|".join(GlobalHydra.instance().config_loader().get_group_options("stage"))
+            with user_errors_reported():
+                raise UserError(f"no stage: add stage=<{stages}>, or experiment=train_all for all four (experiment=train_all_tiny on a CPU)")

@@ -1,0 +1,92 @@
+"""Exit status of the entry points: 1 when films failed (some failed, with and without
+allow_failures: test_infer), 2 and one line for a user's mistake, checked before any checkpoint
+loads; train.py --help without a stage."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from spinefm.cli import UserError, entry_point
+from spinefm.data.image_io import IMAGE_SUFFIXES
+from test_infer import infer
+from train_runs import REPO
+
+
+def run(script, *overrides):
+    return subprocess.run([sys.executable, script, *overrides], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def one_error_line(done) -> str:
+    """The error line, after asserting it is the only one and there is no traceback (import warnings may precede it)."""
+    assert done.returncode == 2, f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr and [line for line in lines if line.startswith("error:")] == lines[-1:], done.stderr
+    return lines[-1]
+
+
+@pytest.mark.parametrize("error, line", [
+    (FileNotFoundError("checkpoint manifest m.json not found"), "error: checkpoint manifest m.json not found"),
+    (UserError("no stage"), "error: no stage"),
+    (None, "error: input is required: add input=..."),  # a mandatory value left out (???)
+])
+def test_a_user_error_is_one_line_and_status_2_and_the_traceback_needs_hydra_full_error(error, line, capsys, monkeypatch):
+    @entry_point(stoppable=True)
+    def task(cfg):
+        if error is None:
+            return cfg.input
+        raise error
+
+    cfg = OmegaConf.create({"input": "???"})
+    with pytest.raises(SystemExit) as ended:
+        task(cfg)
+    assert ended.value.code == 2 and capsys.readouterr().err == line + "\n"
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(Exception, match="no stage|not found|input"):
+        task(cfg)
+
+
+def test_other_errors_are_not_taken_for_a_users(capsys):
+    @entry_point()
+    def task(cfg):
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError):
+        task(None)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_folder_without_images_is_one_line_naming_it_and_the_suffixes_before_checkpoints_load(tmp_path):
+    (tmp_path / "films").mkdir()
+    (tmp_path / "films" / "notes.txt").write_text("not a film")
+    line = one_error_line(run("infer.py", f"input={tmp_path / 'films'}", f"output={tmp_path / 'out'}",
+                              f"pipeline.checkpoints={tmp_path / 'no' / 'manifest.json'}", f"paths.log_dir={tmp_path / 'logs'}"))
+    assert str(tmp_path / "films") in line and all(suffix in line for suffix in IMAGE_SUFFIXES)
+
+
+def test_every_film_failed_exits_1(manifest, tmp_path):
+    films = tmp_path / "films"
+    films.mkdir()
+    (films / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (films / "empty.png").write_bytes(b"")
+    summary = infer(manifest, films, tmp_path / "out", tmp_path / "logs", status=1)
+    assert summary["processed"] == [] and [f["id"] for f in summary["failed"]] == ["corrupt", "empty"]
+
+
+def test_evaluate_exits_1_when_films_failed(manifest, tmp_path):
+    done = run("evaluate.py", f"hydra.run.dir={tmp_path}", f"pipeline.checkpoints={manifest}", "dataset=synthetic",
+               "dataset.reader.num_images={train:0,val:0,test:2}", "dataset.reader.phantom.image_size=128", "min_side=200",
+               "progress_bar=false", "num_workers=0", "worst_films=0")
+    assert done.returncode == 1 and "error: films failed: 2" in done.stderr, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["run"]["failed"] == 2 and all("too small" in f["reason"] for f in summary["run"]["inference"]["failed"])
+
+
+def test_train_help_needs_no_stage_and_train_without_one_is_one_line(tmp_path):
+    helped = run("train.py", "--help")
+    assert helped.returncode == 0 and "stage: maskrcnn" in helped.stdout and "Traceback" not in helped.stderr, helped.stderr[-3000:]
+    line = one_error_line(run("train.py", f"paths.log_dir={tmp_path}"))
+    assert "stage=<maskrcnn|" in line and "experiment=train_all" in line
+    assert not list(tmp_path.iterdir()), "no run folder for a run that cannot start"
