@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from datamodules.base import RecordDataModule
-from spinefm.data.intensity import to_uint8
+from spinefm.data.patches import scale_image
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.models.maskrcnn import class_levels, grey_to_input
@@ -47,15 +47,6 @@ def scale_record(record: ImageRecord, image_size: int, levels: list[str] | None,
         instances.append(Vertebra.from_full_mask(vertebra.level, mask))
         labels.append(_label(record.id, vertebra.level, levels))
     return Film(record.id, image, instances, np.asarray(labels, dtype=np.int64))
-
-
-def scale_image(pixels: np.ndarray, image_size: int) -> np.ndarray:
-    """The uint8 film resized so its long side is `image_size` (what the detector sees)."""
-    height, width = pixels.shape
-    scale = image_size / max(height, width)
-    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.resize(to_uint8(pixels), shape[::-1], interpolation=interpolation)
 
 
 def scaled_mask(vertebra: Vertebra, original: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:

@@ -23,11 +23,9 @@ from datamodules.base import RecordDataModule
 from spinefm.data.intensity import to_uint8
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord
-from spinefm.data.patches import median_spacing, patch_side
+from spinefm.data.patches import classifier_patch, median_spacing, patch_side
 from spinefm.data.levels import normalize_level
-from spinefm.models.spine_end import (
-    BACKGROUND, class_names, classifier_patch, levels_between_ends, vertebra_class, view_end_levels,
-)
+from spinefm.models.spine_end import BACKGROUND, class_names, levels_between_ends, vertebra_class, view_end_levels
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""Square patches around a point, cropped exactly (integer offsets, zero fill outside the image)."""
+"""What the networks see of a film, cut the same way in training and inference: the detector's
+film scaled to a long side, and square patches around a point (Med-SA, spine-end classifier),
+cropped exactly (integer offsets, zero fill outside the image)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,18 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
+from spinefm.data.intensity import to_uint8
+
 PATCH_MODES = ("fixed", "spacing")
+
+
+def scale_image(pixels: np.ndarray, image_size: int) -> np.ndarray:
+    """The uint8 film resized so its long side is `image_size` (what the detector sees)."""
+    height, width = pixels.shape
+    scale = image_size / max(height, width)
+    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(to_uint8(pixels), shape[::-1], interpolation=interpolation)
 
 
 def patch_origin(center_xy, side: int) -> tuple[int, int]:
@@ -32,6 +45,12 @@ def resize_square(patch: np.ndarray, size: int, nearest: bool = False) -> np.nda
     shrinking = patch.shape[0] > size
     interpolation = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     return cv2.resize(patch, (size, size), interpolation=interpolation)
+
+
+def classifier_patch(image8: np.ndarray, center_xy, side: int, input_size: int) -> np.ndarray:
+    """The uint8 input_size x input_size patch the classifier sees around a point (zeros off the image);
+    image8 is the film through `spinefm.data.intensity.to_uint8`, the model input is patch / 255."""
+    return resize_square(crop_patch(image8, patch_origin(center_xy, side), side), input_size)
 
 
 def median_spacing(record) -> float | None:

@@ -11,13 +11,11 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchvision
 from torch import nn
 
 from spinefm.data.levels import normalize_level
-from spinefm.data.patches import crop_patch, patch_origin, resize_square
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +64,6 @@ def levels_between_ends(levels: list[str], view: str | None, end_levels: Mapping
     if top not in names or bottom not in names:
         return None
     return names.index(bottom) - names.index(top) + 1
-
-
-def classifier_patch(image8: np.ndarray, center_xy, side: int, input_size: int) -> np.ndarray:
-    """The uint8 input_size x input_size patch the classifier sees around a point (zeros off the image);
-    image8 is the film through `spinefm.data.intensity.to_uint8`, the model input is patch / 255."""
-    return resize_square(crop_patch(image8, patch_origin(center_xy, side), side), input_size)
 
 
 class SpineEndClassifier(nn.Module):
