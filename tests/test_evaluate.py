@@ -1,17 +1,21 @@
 """evaluate.py end to end: scoring an oracle predictions folder, a missing film, the pipeline on tiny
-models, and wandb offline logging."""
+models, wandb offline logging, and a stopped evaluation."""
 
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+import spinefm.evaluation.run as evaluation_run
 from spinefm.data.factory import load_records
+from spinefm.interrupt import Interrupted
 from spinefm.pipeline.outputs import write_outputs
 from spinefm.pipeline.types import Instance, LoopResult, MaskCrop, Trace
 from train_runs import REPO
@@ -93,3 +97,21 @@ def test_the_pipeline_on_tiny_models_writes_every_report_file_and_logs_to_wandb_
     assert summary["config"]["metrics"]["identify_dice"] == 0.4
     runs = list((report / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_a_stopped_evaluation_says_so_and_writes_no_figures(tmp_path, monkeypatch):
+    records = synthetic_test_records()
+    oracle_folder(tmp_path / "oracle", records)
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("evaluate", [*SMALL, f"predictions={tmp_path / 'oracle'}", f"paths.output_dir={tmp_path / 'report'}"])
+
+    def stopped_while_scoring(*args):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(evaluation_run, "score", stopped_while_scoring)
+    with pytest.raises(Interrupted) as stop:
+        evaluation_run.evaluate(cfg)
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["summary.json"]
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["interrupted"] == "SIGTERM" and summary["run"]["films"] == len(records) and "n_gt" not in summary
+    assert f"hydra.run.dir={tmp_path / 'report'}" in stop.value.__notes__[0]

@@ -76,10 +76,10 @@ def many_films(tmp_path_factory):
     return folder
 
 
-def start_infer(manifest, films, output, log_dir):
-    """infer.py in its own process group (as `timeout` and SLURM signal it): one film per batch, two workers."""
+def start_infer(manifest, films, output, log_dir, *extra):
+    """infer.py in its own process group (as `timeout` and SLURM signal it), one film per batch."""
     command = [sys.executable, "infer.py", f"pipeline.checkpoints={manifest}", f"input={films}", f"output={output}",
-               f"paths.log_dir={log_dir}", "progress_bar=false", "films_per_batch=1", "num_workers=2", *SIZES, *WALKING]
+               f"paths.log_dir={log_dir}", "progress_bar=false", "films_per_batch=1", *SIZES, *WALKING, *extra]
     with open(output.parent / "infer.log", "w") as log:
         return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -120,7 +120,7 @@ def all_gone(pids, within_s=2.0) -> bool:
 
 def test_sigterm_mid_run_keeps_complete_outputs_and_a_rerun_does_the_rest(manifest, many_films, tmp_path):
     output = tmp_path / "out"
-    process = start_infer(manifest, many_films, output, tmp_path / "logs")
+    process = start_infer(manifest, many_films, output, tmp_path / "logs", "num_workers=2")
     first_film_done(process, output)
     workers = children(process.pid)
     assert len(workers) == 2
@@ -141,18 +141,22 @@ def test_sigterm_mid_run_keeps_complete_outputs_and_a_rerun_does_the_rest(manife
     names = {p.name for p in output.iterdir()}
     assert names == {"summary.json"} | {f"{i}{suffix}" for i in done for suffix in (".json", ".labels.png", ".overlay.png")}
 
-    assert start_infer(manifest, many_films, output, tmp_path / "logs").wait(timeout=300) == 0
+    assert start_infer(manifest, many_films, output, tmp_path / "logs", "num_workers=2").wait(timeout=300) == 0
     again = json.loads((output / "summary.json").read_text())
     assert again["interrupted"] is None and sorted(again["skipped"]) == sorted(done)
     assert sorted(again["processed"] + again["skipped"]) == [f"f{seed:02d}" for seed in range(FILMS)]
 
 
-def test_no_worker_outlives_infer_killed_outright(manifest, many_films, tmp_path):
+def test_no_rank_or_worker_outlives_infer_killed_outright(manifest, many_films, tmp_path):
+    """Two CPU ranks under DDP with a worker each; rank 0, which launched rank 1, gets SIGKILL."""
     output = tmp_path / "out"
-    process = start_infer(manifest, many_films, output, tmp_path / "logs")
+    process = start_infer(manifest, many_films, output, tmp_path / "logs", "num_workers=1",
+                          "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp")
     first_film_done(process, output)
-    workers = children(process.pid)
-    assert len(workers) == 2
+    deadline = time.monotonic() + 30
+    while len(descendants := [*children(process.pid), *(g for c in children(process.pid) for g in children(c))]) < 3:
+        assert time.monotonic() < deadline, f"rank 1 and a worker of each rank, not {descendants}"
+        time.sleep(0.05)
     process.kill()
     assert process.wait(timeout=10) == -signal.SIGKILL
-    assert all_gone(workers), "a worker outlived its parent (torch's own watchdog takes 5 s)"
+    assert all_gone(descendants), "a rank or a worker outlived its parent (torch's own watchdog takes 5 s)"
