@@ -13,6 +13,7 @@ import sys
 from contextlib import contextmanager
 
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from omegaconf.errors import MissingMandatoryValue
 
@@ -31,11 +32,13 @@ USER_ERRORS = (UserError, FileNotFoundError, MissingMandatoryValue)
 
 @contextmanager
 def user_errors_reported():
-    """A user error in the block is one line on stderr and exit status 2."""
+    """A user error in the block (also one raised by a config's `_target_`, which Hydra wraps) is one
+    line on stderr and exit status 2."""
     try:
         yield
-    except USER_ERRORS as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except (*USER_ERRORS, InstantiationException) as raised:
+        error = raised.__cause__ if isinstance(raised, InstantiationException) else raised
+        if not isinstance(error, USER_ERRORS) or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         message = f"{error.full_key} is required: add {error.full_key}=..." if isinstance(error, MissingMandatoryValue) else str(error)
         print(f"error: {message}", file=sys.stderr)

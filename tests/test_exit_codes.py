@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
 from spinefm.cli import UserError, entry_point
@@ -27,10 +28,18 @@ def one_error_line(done) -> str:
     return lines[-1]
 
 
+def raised_by_a_target(cause: Exception) -> InstantiationException:
+    """As Hydra's `instantiate` wraps what a config's `_target_` raised."""
+    error = InstantiationException("Error in call to target 'Reader'")
+    error.__cause__ = cause
+    return error
+
+
 @pytest.mark.parametrize("error, line", [
     (FileNotFoundError("checkpoint manifest m.json not found"), "error: checkpoint manifest m.json not found"),
     (UserError("no stage"), "error: no stage"),
     (None, "error: input is required: add input=..."),  # a mandatory value left out (???)
+    (raised_by_a_target(FileNotFoundError("dataset root /x is not a folder")), "error: dataset root /x is not a folder"),
 ])
 def test_a_user_error_is_one_line_and_status_2_and_the_traceback_needs_hydra_full_error(error, line, capsys, monkeypatch):
     @entry_point(stoppable=True)
@@ -44,16 +53,17 @@ def test_a_user_error_is_one_line_and_status_2_and_the_traceback_needs_hydra_ful
         task(cfg)
     assert ended.value.code == 2 and capsys.readouterr().err == line + "\n"
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    with pytest.raises(Exception, match="no stage|not found|input"):
+    with pytest.raises(Exception, match="no stage|not found|input|Reader"):
         task(cfg)
 
 
-def test_other_errors_are_not_taken_for_a_users(capsys):
+@pytest.mark.parametrize("error", [ValueError("a bug"), raised_by_a_target(ValueError("a bug"))])
+def test_other_errors_are_not_taken_for_a_users(error, capsys):
     @entry_point()
     def task(cfg):
-        raise ValueError("a bug")
+        raise error
 
-    with pytest.raises(ValueError):
+    with pytest.raises(type(error)):
         task(None)
     assert capsys.readouterr().err == ""
 
