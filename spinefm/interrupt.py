@@ -21,8 +21,6 @@ import sys
 import time
 from contextlib import contextmanager
 
-from lightning.pytorch.callbacks import Callback
-
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 RANKS_GRACE_S = 5.0  # how long a launcher waits for the ranks it stopped before it exits (they die with it)
 _PR_SET_PDEATHSIG = 1
@@ -107,23 +105,26 @@ def init_worker(parent_pid: int, worker_id: int) -> None:
     _install(_leave)
 
 
-class KeepStopHandlers(Callback):
-    """Keeps `stop_on_signals` in force while Lightning runs, and passes a stop on to the ranks this
-    process launched. Lightning replaces the SIGTERM handler when a run starts with one that
-    broadcasts to every rank (and so hangs when a rank is stopped alone)."""
+def init_writer(parent_pid: int) -> None:
+    """An output writer's initializer: it dies with the process that made it and ignores SIGINT and
+    SIGTERM, so a write it started finishes (the main process stops the run and waits for it)."""
+    die_with(parent_pid)
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
-    def on_predict_start(self, trainer, pl_module) -> None:
-        if _owner == os.getpid():
-            _install(_handle)
 
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        launcher = trainer.strategy.launcher
-        if not isinstance(exception, Interrupted) or launcher is None:
-            return
-        launcher.kill(exception.signum)
-        deadline = time.monotonic() + RANKS_GRACE_S
-        for process in getattr(launcher, "procs", []):
-            try:
-                process.wait(max(deadline - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
-                pass
+def reinstall() -> None:
+    """Install the stop handlers again in the process inside `stop_on_signals` (a library replaced them)."""
+    if _owner == os.getpid():
+        _install(_handle)
+
+
+def stop_ranks(launcher, signum: int) -> None:
+    """Pass a stop on to the ranks a Lightning launcher started, and wait a little for them."""
+    launcher.kill(signum)
+    deadline = time.monotonic() + RANKS_GRACE_S
+    for process in getattr(launcher, "procs", []):
+        try:
+            process.wait(max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            pass

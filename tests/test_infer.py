@@ -17,7 +17,8 @@ from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.components import load_loop
 from spinefm.pipeline.films import FilmSettings
 from spinefm.pipeline.outputs import instances_json, label_map, overlay, polygons, read_prediction
-from spinefm.pipeline.predict import PARTS, predict_films
+from spinefm.pipeline.predict import predict_films
+from spinefm.pipeline.roles import ROLES
 from spinefm.pipeline.types import DOWN, Instance, LoopResult, MaskCrop, Step, Trace
 from spinefm.synthetic import PhantomConfig, generate_phantom
 from test_image_io import write_dicom
@@ -224,9 +225,9 @@ def test_bf16_autocast_runs_medsa_and_classifier_in_bf16_and_keeps_coordinates_f
 
     loop = load_loop(manifest, {"mask_threshold": 0.0, "final_threshold": 0.0, "overlap_iou": 1.0, "max_steps": 2},
                      overrides={"maskrcnn": {"score_threshold": 0.0, "mask_threshold": 0.5}})
-    dtypes = {part: set() for part in PARTS}
-    for part in PARTS:
-        for module in getattr(loop, part).model.modules():
+    dtypes = {role: set() for role in ROLES}
+    for part, component in loop.components.items():
+        for module in component.model.modules():
             if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
                 module.register_forward_hook(lambda m, i, out, part=part: dtypes[part].add(out.dtype))
     trainer = lambda callbacks: Trainer(accelerator="cpu", devices=1, precision="bf16-mixed", logger=False,

@@ -1,22 +1,30 @@
-"""The inductive loop as a plain Python object: detector seeds, then a walk up and down the spine."""
+"""The inductive loop as a plain Python object: detector seeds, then a walk up and down the spine.
 
-from spinefm.pipeline.decode import ChainView, DecodeConfig, decode_chain
-from spinefm.pipeline.labels import LabelConfig
-from spinefm.pipeline.loop import InductiveLoop, LoopConfig
-from spinefm.pipeline.types import STOP_REASONS, Detection, Instance, LoopResult, MaskCrop, Step, Trace
+Names are imported on first use, so a process that only needs a submodule (an output writer reading
+`types`) does not import torch with the loop.
+"""
 
-__all__ = [
-    "STOP_REASONS",
-    "ChainView",
-    "DecodeConfig",
-    "Detection",
-    "InductiveLoop",
-    "Instance",
-    "LabelConfig",
-    "LoopConfig",
-    "LoopResult",
-    "MaskCrop",
-    "Step",
-    "Trace",
-    "decode_chain",
-]
+import importlib
+
+_EXPORTS = {
+    "ChainView": "decode",
+    "DecodeConfig": "decode",
+    "decode_chain": "decode",
+    "LabelConfig": "labels",
+    "InductiveLoop": "loop",
+    "LoopConfig": "loop",
+    "STOP_REASONS": "types",
+    "Detection": "types",
+    "Instance": "types",
+    "LoopResult": "types",
+    "MaskCrop": "types",
+    "Step": "types",
+    "Trace": "types",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

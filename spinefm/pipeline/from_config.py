@@ -38,5 +38,6 @@ def predict_options(cfg: DictConfig) -> dict:
         "settings": FilmSettings(cfg.min_side, cfg.max_pixels, cfg.auto_invert, cfg.overwrite),
         "films_per_batch": cfg.films_per_batch,
         "num_workers": cfg.num_workers,
+        "writers": cfg.writers,
         "overlay": OmegaConf.to_container(cfg.overlay, resolve=True),
     }

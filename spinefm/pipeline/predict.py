@@ -1,8 +1,8 @@
 """The inductive loop under Lightning's `Trainer.predict`: films in lockstep batches, on any devices.
 
 `PipelineModule.predict_step` runs one batch of films together (`LockstepRunner`); `OutputWriter`
-writes each film's outputs (`outputs.write_outputs`) as its batch ends and, at the end, one
-`summary.json` for the whole run. Under DDP (several GPUs, nodes, or CPU processes) Lightning gives
+hands each film's outputs to writer processes (`writers.WriterPool`) as its batch ends and, at the
+end, writes one `summary.json` for the whole run. Under DDP (several GPUs, nodes, or CPU processes) Lightning gives
 each rank its own share of the inputs without repeating any (prediction uses an unrepeated sampler),
 each rank writes its films' outputs, and rank 0 writes the summary of all ranks.
 
@@ -19,22 +19,19 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from torch import nn
 from torch.utils.data import DataLoader
 
 from spinefm.data.record import ImageRecord
-from spinefm.interrupt import Interrupted, KeepStopHandlers, init_worker
+from spinefm.interrupt import Interrupted, init_worker, reinstall, stop_ranks
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.films import Film, FilmDataset, FilmSettings
 from spinefm.pipeline.inputs import InputImage
 from spinefm.pipeline.lockstep import LockstepRunner
 from spinefm.pipeline.loop import InductiveLoop
-from spinefm.pipeline.outputs import write_outputs
 from spinefm.pipeline.types import LoopResult
-
-PARTS = ("detector", "segmenter", "predictor", "classifier")
-
+from spinefm.pipeline.writers import WriterPool, Written
 
 class PipelineModule(pl.LightningModule):
     """A loop whose components' networks are registered here, so Lightning moves them to each rank's
@@ -44,8 +41,8 @@ class PipelineModule(pl.LightningModule):
         super().__init__()
         self.loop = loop
         self.view = view
-        models = {part: getattr(getattr(loop, part), "model", None) for part in PARTS}
-        self.networks = nn.ModuleDict({part: model for part, model in models.items() if isinstance(model, nn.Module)})
+        models = {role: getattr(component, "model", None) for role, component in loop.components.items()}
+        self.networks = nn.ModuleDict({role: model for role, model in models.items() if isinstance(model, nn.Module)})
 
     def predict_step(self, films: list[Film], batch_idx: int) -> list[tuple[Film, LoopResult | str | None]]:
         """Each film with its result, the error that stopped it, or None when it was not run (done or unusable)."""
@@ -70,17 +67,19 @@ class PipelineModule(pl.LightningModule):
 
 
 class OutputWriter(BasePredictionWriter):
-    """Writes each film's outputs as its batch ends and the run's `summary.json` at the end:
+    """Passes each film's outputs to the writer pool as its batch ends, counts what was written, and
+    writes the run's `summary.json` at the end:
     input, output, world_size, processed / skipped (already done) ids, failed [{id, path, reason}], total,
     per_rank (counts of each rank), seconds, interrupted (null, or the signal that stopped the run).
     `summary` holds it afterwards on every rank. A stopped run's summary counts this rank's films only:
     gathering the others' could hang on a rank that is stopping too."""
 
-    def __init__(self, output_dir, source, overlay: dict):
+    def __init__(self, output_dir, source, overlay: dict, writers: WriterPool):
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
         self.source = str(source)
         self.overlay = overlay
+        self.writers = writers
         self.summary: dict | None = None
         self.on_predict_start(None, None)
 
@@ -95,20 +94,26 @@ class OutputWriter(BasePredictionWriter):
             elif film.problem is not None or not isinstance(outcome, LoopResult):
                 self.failed.append({"id": film.id, "path": str(film.path), "reason": film.problem or outcome})
             else:
-                try:
-                    write_outputs(self.output_dir, outcome, film.pixels, film.info, self.overlay)
-                    self.processed.append(film.id)
-                except Exception as error:
-                    self.failed.append({"id": film.id, "path": str(film.path), "reason": f"writing outputs failed: {type(error).__name__}: {error}"})
+                self.writers.submit(film.id, str(film.path), self.output_dir, outcome, film.pixels, film.info, self.overlay)
+        self._count(self.writers.collect())
 
     def on_predict_end(self, trainer, pl_module) -> None:
+        self._count(self.writers.close())
         self._summarise(trainer, _gather(self._counts()), interrupted=None)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._count(self.writers.close(drop_waiting=True))
         if isinstance(exception, Interrupted):
             self._summarise(trainer, [self._counts()], interrupted=exception.name)
             if trainer.is_global_zero:
                 exception.add_note(f"{len(self.processed)} films done, summary in {self.output_dir / 'summary.json'}; a run into the same output folder does only the rest")
+
+    def _count(self, written: list[Written]) -> None:
+        for film in written:
+            if film.error is None:
+                self.processed.append(film.film_id)
+            else:
+                self.failed.append({"id": film.film_id, "path": film.path, "reason": film.error})
 
     def _counts(self) -> tuple[list, list, list]:
         return self.processed, self.skipped, self.failed
@@ -124,6 +129,19 @@ class OutputWriter(BasePredictionWriter):
         if trainer.is_global_zero:
             atomic_write_json(self.output_dir / "summary.json", summary)
         self.summary = summary
+
+
+class KeepStopHandlers(Callback):
+    """Keeps `interrupt.stop_on_signals` in force while Lightning runs, and passes a stop on to the ranks
+    this process launched. Lightning replaces the SIGTERM handler when a run starts with one that
+    broadcasts to every rank (and so hangs when a rank is stopped alone)."""
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        reinstall()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, Interrupted) and trainer.strategy.launcher is not None:
+            stop_ranks(trainer.strategy.launcher, exception.signum)
 
 
 def _gather(part) -> list:
@@ -146,18 +164,19 @@ def predict_films(
     settings: FilmSettings | None = None,
     films_per_batch: int = 8,
     num_workers: int = 0,
+    writers: int = 0,
     overlay: dict | None = None,
 ) -> dict | None:
     """Infer the films into `output_dir`; returns the summary on global rank 0 (None on the others).
 
     trainer_factory(callbacks) -> a Lightning Trainer (devices, strategy, precision are its business).
     source: what the summary names as the input. films_per_batch: films advancing together;
-    num_workers: DataLoader processes reading films ahead.
+    num_workers: DataLoader processes reading films ahead; writers: processes writing outputs (0: the loop's own).
     """
     dataset = FilmDataset(inputs, output_dir, settings or FilmSettings())
     loader = DataLoader(dataset, batch_size=films_per_batch, num_workers=num_workers, collate_fn=FilmDataset.collate,
                         worker_init_fn=partial(init_worker, os.getpid()))
-    writer = OutputWriter(output_dir, source, overlay or {"max_side": 2048, "alpha": 0.4})
+    writer = OutputWriter(output_dir, source, overlay or {"max_side": 2048, "alpha": 0.4}, WriterPool(writers, 2 * films_per_batch))
     trainer = trainer_factory([writer, KeepStopHandlers()])
     if inputs:
         trainer.predict(PipelineModule(loop, view), dataloaders=loader, return_predictions=False)
