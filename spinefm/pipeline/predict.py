@@ -12,7 +12,9 @@ is written, marked `interrupted`, and the run's next start does only the rest.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -153,6 +155,21 @@ def _gather(part) -> list:
     return parts
 
 
+# glibc raises its mmap threshold as large blocks are freed, so later films' arrays land on the heap
+# and fragment it: RSS grew ~0.4 MB per film for ~400 films (benchmarks/pipeline_memory.py). A fixed
+# threshold keeps every large array in its own mapping, returned to the system when freed.
+M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 128 * 1024
+
+
+def _bound_heap_growth() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD))  # for the processes started later
+    libc = ctypes.CDLL(None)
+    if hasattr(libc, "mallopt"):  # glibc
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
 def predict_films(
     loop: InductiveLoop,
     inputs: list[InputImage | ImageRecord],
@@ -173,6 +190,7 @@ def predict_films(
     source: what the summary names as the input. films_per_batch: films advancing together;
     num_workers: DataLoader processes reading films ahead; writers: processes writing outputs (0: the loop's own).
     """
+    _bound_heap_growth()
     dataset = FilmDataset(inputs, output_dir, settings or FilmSettings())
     loader = DataLoader(dataset, batch_size=films_per_batch, num_workers=num_workers, collate_fn=FilmDataset.collate,
                         worker_init_fn=partial(init_worker, os.getpid()))
