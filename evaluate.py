@@ -12,13 +12,15 @@ import hydra
 from omegaconf import DictConfig
 
 from spinefm.cli import entry_point, exit_if_failed
-from spinefm.evaluation.run import evaluate, format_report
-from spinefm.evaluation.tracking import log_to_wandb
 
 
 @hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")
 @entry_point(stoppable=True)
 def main(cfg: DictConfig) -> None:
+    # Imported here: each output writer process (spawned) imports this file, and needs no torch.
+    from spinefm.evaluation.run import evaluate, format_report
+    from spinefm.evaluation.tracking import log_to_wandb
+
     summary = evaluate(cfg)
     if summary is None:  # not global rank 0
         return

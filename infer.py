@@ -12,14 +12,16 @@ import hydra
 from omegaconf import DictConfig
 
 from spinefm.cli import entry_point, exit_if_failed
-from spinefm.pipeline.from_config import loop_from_config, predict_options
-from spinefm.pipeline.inputs import find_inputs
-from spinefm.pipeline.predict import format_summary, predict_films
 
 
 @hydra.main(config_path="configs", config_name="infer", version_base="1.3")
 @entry_point(stoppable=True)
 def main(cfg: DictConfig) -> None:
+    # Imported here: each output writer process (spawned) imports this file, and needs no torch.
+    from spinefm.pipeline.from_config import loop_from_config, predict_options
+    from spinefm.pipeline.inputs import find_inputs
+    from spinefm.pipeline.predict import format_summary, predict_films
+
     inputs = find_inputs(cfg.input, exclude=cfg.output)
     loop, view, manifest = loop_from_config(cfg)
     print(f"checkpoints: {manifest['path']}")
