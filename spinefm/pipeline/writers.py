@@ -63,9 +63,14 @@ class WriterPool:
         return done
 
     def close(self, drop_waiting: bool = False) -> list[Written]:
-        """Finish every write (drop_waiting: only the running ones, on a stop); the outcomes not collected yet."""
+        """Finish every write (drop_waiting: only the running ones, on a stop, without waiting for the
+        processes to end); the outcomes not collected yet."""
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=drop_waiting)
+            if drop_waiting:
+                for future in self._pending:
+                    future.cancel()  # false for the running ones, which finish
+                wait(self._pending)
+            self._executor.shutdown(wait=not drop_waiting)
             self._executor = None
         return self.collect()
 
