@@ -17,12 +17,14 @@ from spinefm.cli import entry_point, exit_if_failed
 @hydra.main(config_path="configs", config_name="infer", version_base="1.3")
 @entry_point(stoppable=True)
 def main(cfg: DictConfig) -> None:
-    # Imported here: each output writer process (spawned) imports this file, and needs no torch.
-    from spinefm.pipeline.from_config import loop_from_config, predict_options
+    # Imported here: each output writer process (spawned) imports this file, and needs no torch;
+    # and a wrong input is told before torch loads.
     from spinefm.pipeline.inputs import find_inputs
-    from spinefm.pipeline.predict import format_summary, predict_films
 
     inputs = find_inputs(cfg.input, exclude=cfg.output)
+    from spinefm.pipeline.from_config import loop_from_config, predict_options
+    from spinefm.pipeline.predict import format_summary, predict_films
+
     loop, view, manifest = loop_from_config(cfg)
     print(f"checkpoints: {manifest['path']}")
     summary = predict_films(loop, inputs, cfg.output, source=str(cfg.input), view=view, **predict_options(cfg))

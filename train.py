@@ -12,14 +12,16 @@ import hydra
 from omegaconf import DictConfig
 
 from spinefm.cli import entry_point
-from spinefm.training.multirun import ddp_in_a_sweep
-from spinefm.training.run import train_all, train_stage
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 @entry_point()
 def main(cfg: DictConfig) -> float | None:
     """Returns the stage's best validation value: a sweep's objective (None for all four stages)."""
+    # Imported here, so `--help` and a config error answer without loading torch.
+    from spinefm.training.multirun import ddp_in_a_sweep
+    from spinefm.training.run import train_all, train_stage
+
     output_dir = Path(cfg.paths.output_dir)
     with ddp_in_a_sweep():
         if cfg.get("stages"):

@@ -83,11 +83,12 @@ class OutputWriter(BasePredictionWriter):
         self.overlay = overlay
         self.writers = writers
         self.summary: dict | None = None
-        self.on_predict_start(None, None)
+        self.start = time.perf_counter()
+        self.processed, self.skipped, self.failed = [], [], []
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self.start = time.perf_counter()
-        self.processed, self.skipped, self.failed = [], [], []
+        self.writers.start()  # the processes start while the first films are read and walked
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:
         for film, outcome in prediction:

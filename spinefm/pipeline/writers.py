@@ -44,14 +44,20 @@ class WriterPool:
         self._pending: list[Future] = []
         self._done: list[Written] = []
 
+    def start(self) -> None:
+        """Start the processes now rather than at the first film."""
+        if self.processes and self._executor is None:
+            context = multiprocessing.get_context("spawn")  # fork is unsafe in a process holding CUDA or threads
+            self._executor = ProcessPoolExecutor(self.processes, context, partial(init_writer, os.getpid()))
+            for _ in range(self.processes):  # the executor spawns its processes on demand
+                self._executor.submit(int)
+
     def submit(self, film_id: str, path: str, *arguments) -> None:
         """Write `outputs.write_outputs(*arguments)` for a film; blocks while `backlog` films are in flight."""
         if self.processes == 0:
             self._done.append(_write(film_id, path, arguments))
             return
-        if self._executor is None:  # spawned lazily: a run with nothing to write starts none
-            context = multiprocessing.get_context("spawn")  # fork is unsafe in a process holding CUDA or threads
-            self._executor = ProcessPoolExecutor(self.processes, context, partial(init_writer, os.getpid()))
+        self.start()
         while len(self._pending) >= self.backlog:
             self._harvest(wait(self._pending, return_when=FIRST_COMPLETED).done)
         self._pending.append(self._executor.submit(_write, film_id, path, arguments))
