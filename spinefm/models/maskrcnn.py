@@ -21,6 +21,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from spinefm.data.intensity import to_unit_range
 from spinefm.data.levels import level_range
+from spinefm.models.pretrained import weights_file
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def build_maskrcnn(
         **maskrcnn_kwargs,
     )
     if init_checkpoint:
-        load_init_checkpoint(model, init_checkpoint, backbone)
+        load_init_checkpoint(model, weights_file(init_checkpoint), backbone)
     return model
 
 

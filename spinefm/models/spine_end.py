@@ -16,6 +16,7 @@ import torchvision
 from torch import nn
 
 from spinefm.data.levels import normalize_level
+from spinefm.models.pretrained import weights_file
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class SpineEndClassifier(nn.Module):
         self.mean, self.std = mean, std
         self.net = _tiny_cnn(in_channels, num_classes) if arch == "tiny" else _resnet(arch, in_channels, num_classes)
         if init_checkpoint:
-            self.load_init_checkpoint(init_checkpoint)
+            self.load_init_checkpoint(weights_file(init_checkpoint))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, C, S, S) float in [0, 1] -> logits (B, num_classes)."""
