@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 FORMAT_VERSION = 1
+IDENTITY = ("role", "adapter", "builder")
 # component -> (role, adapter, builder) of the checkpoints written before they carried them
 LEGACY = {
     "maskrcnn": ("detector", "maskrcnn", "spinefm.models.maskrcnn:build_maskrcnn"),
@@ -45,12 +46,13 @@ def build_model(builder: str, model_config: dict) -> nn.Module:
 
 
 def with_identity(info: dict) -> dict:
-    """A checkpoint's `spinefm` entry with role, adapter and builder filled in for older checkpoints."""
-    if all(key in info for key in ("role", "adapter", "builder")):
+    """A checkpoint's `spinefm` entry (or a stage's) with role, adapter and builder, those it lacks
+    taken from its component's LEGACY entry."""
+    if all(key in info for key in IDENTITY):
         return info
     if info.get("component") not in LEGACY:
         raise ValueError(f"a {info.get('component')!r} checkpoint must name its role, adapter and builder")
-    return {**dict(zip(("role", "adapter", "builder"), LEGACY[info["component"]])), **info}
+    return {**dict(zip(IDENTITY, LEGACY[info["component"]])), **info}
 
 
 def read_checkpoint(path) -> dict:

@@ -40,6 +40,7 @@ from spinefm.pipeline.geometry import best_run, chain_spacing, inside, mask_scor
 from spinefm.pipeline.labels import LabelConfig
 from spinefm.pipeline.lockstep import Walk, run_walks
 from spinefm.pipeline.requests import Classify, Detect, Predict, Request, Segment
+from spinefm.pipeline.roles import ROLES
 from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.types import (
     DOWN, SEED, UP, Detection, EndClassifier, Instance, LoopResult, MaskCrop, NextPointPredictor, SeedDetector,
@@ -161,7 +162,7 @@ class InductiveLoop:
     @property
     def components(self) -> dict[str, object]:
         """Role -> component (the roles `requests` names)."""
-        return {"detector": self.detector, "segmenter": self.segmenter, "predictor": self.predictor, "classifier": self.classifier}
+        return dict(zip(ROLES, (self.detector, self.segmenter, self.predictor, self.classifier)))
 
     def run(self, image: np.ndarray, view: str | None = None, image_id: str | None = None, detections: list[Detection] | None = None) -> LoopResult:
         """image: the radiograph as loaded (`ImageRecord.load_image()`, any bit depth); the models see it

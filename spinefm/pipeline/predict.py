@@ -35,6 +35,7 @@ from spinefm.pipeline.loop import InductiveLoop
 from spinefm.pipeline.types import LoopResult
 from spinefm.pipeline.writers import WriterPool, Written
 
+
 class PipelineModule(pl.LightningModule):
     """A loop whose components' networks are registered here, so Lightning moves them to each rank's
     device and its precision setting (autocast) applies to them. `view`: for films without their own."""

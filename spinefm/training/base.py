@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 from hydra.utils import instantiate
 
-from spinefm.checkpoints import FORMAT_VERSION, LEGACY, build_model
+from spinefm.checkpoints import FORMAT_VERSION, IDENTITY, build_model, with_identity
 
 
 class ComponentModule(L.LightningModule):
@@ -27,11 +27,9 @@ class ComponentModule(L.LightningModule):
 
     @property
     def identity(self) -> dict:
-        defaults = dict(zip(("role", "adapter", "builder"), LEGACY.get(self.component, ("", "", ""))))
-        identity = {key: getattr(self, key) or defaults[key] for key in defaults}
-        if not all(identity.values()):
-            raise ValueError(f"the {self.component or type(self).__name__} module must set role, adapter and builder")
-        return identity
+        own = {key: getattr(self, key) for key in IDENTITY if getattr(self, key)}
+        info = with_identity({"component": self.component, **own})
+        return {key: info[key] for key in IDENTITY}
 
     def configure_optimizers(self):
         parameters = [p for p in self.parameters() if p.requires_grad]
