@@ -230,13 +230,4 @@ class SpineEndDataModule(RecordDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.balance == 0:
             return super().train_dataloader()
-        dataset = self.datasets["train"]
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=balanced_sampler(dataset.labels, len(self.classes), self.seed, self.balance),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=self.collate_fn,
-        )
+        return self._loader("train", sampler=balanced_sampler(self.datasets["train"].labels, len(self.classes), self.seed, self.balance))

@@ -45,7 +45,8 @@ def test_every_stage_composes_with_callbacks_and_debug(stage, tmp_path):
 
 def test_resume_from_last_checkpoint_continues_the_step_count(tmp_path):
     # mode=max on an error: the best checkpoint stays at epoch 0, last.ckpt must still move on
-    run_train(tmp_path, "stage=point_predictor", "stage.max_epochs=2", "stage.mode=max")
+    done = run_train(tmp_path, "stage=point_predictor", "stage.max_epochs=2", "stage.mode=max", "trainer.profiler=simple")
+    assert "FIT Profiler Report" in done.stdout + done.stderr and "run_training_batch" in done.stdout + done.stderr
     (first,) = run_dirs(tmp_path, "train_point_predictor")
     steps = metrics(first)["global_step"]
     assert steps > 0 and metrics(first)["epochs"] == 2
@@ -95,3 +96,40 @@ def test_every_experiment_composes(experiment, tmp_path):
         trainer = instantiate(stage_cfg.trainer, _partial_=True)
         assert trainer.keywords["max_epochs"] == stage_cfg.stage.max_epochs
         assert instantiate(stage_cfg.callbacks.model_checkpoint).dirpath.startswith(str(tmp_path / stage_cfg.stage.name))
+
+
+def test_every_stage_follows_the_top_level_num_workers(tmp_path):
+    from spinefm.training.run import stage_config
+
+    cfg = compose_train("experiment=train_all", "num_workers=3", "trainer.profiler=simple", f"paths.output_dir={tmp_path}")
+    for name in cfg.stages:
+        stage_cfg = stage_config(cfg, name, tmp_path / name)
+        assert stage_cfg.stage.data.num_workers == 3
+        trainer = instantiate(stage_cfg.trainer, enable_progress_bar=False, logger=False)
+        assert type(trainer.profiler).__name__ == "SimpleProfiler"
+    assert compose_train("stage=medsa").stage.data.num_workers == "auto"
+
+
+def test_auto_workers_leave_one_cpu_to_training_and_stay_capped(monkeypatch):
+    from datamodules.base import MAX_AUTO_WORKERS, worker_count
+
+    for cpus, expected in ((1, 0), (2, 1), (6, 5), (64, MAX_AUTO_WORKERS)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid, cpus=cpus: set(range(cpus)))
+        assert worker_count("auto") == expected
+    assert worker_count(0) == 0 and worker_count(4) == 4
+    for bad in (-1, "many", 1.5, True):
+        with pytest.raises(ValueError, match="num_workers must be"):
+            worker_count(bad)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_loaders_keep_their_workers_between_epochs(num_workers):
+    from datamodules.spine_end import SpineEndDataModule
+    from train_runs import synthetic_dataset
+
+    data = SpineEndDataModule(synthetic_dataset(2, 1, image_size=128), input_size=32, num_workers=num_workers,
+                              balance=0.5)
+    data.setup()
+    for loader in (data.train_dataloader(), data.val_dataloader()):  # the balanced sampler's loader too
+        assert loader.num_workers == num_workers and loader.persistent_workers == (num_workers > 0)
+        assert loader.pin_memory == torch.cuda.is_available()
