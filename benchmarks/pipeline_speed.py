@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.clock import synchronise
 from spinefm.data.image_io import read_image
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.components import load_loop
@@ -62,11 +63,11 @@ class ForwardClock:
                 self._hooks.append(model.register_forward_hook(lambda *_, role=role: self._stop(role)))
 
     def _start(self, role) -> None:
-        _synchronise()
+        synchronise()
         self._started[role] = time.perf_counter()
 
     def _stop(self, role) -> None:
-        _synchronise()
+        synchronise()
         self.seconds[role] += time.perf_counter() - self._started[role]
         self.calls[role] += 1
 
@@ -77,12 +78,6 @@ class ForwardClock:
     def remove(self) -> None:
         for hook in self._hooks:
             hook.remove()
-
-
-def _synchronise() -> None:
-    """Wait for queued GPU work, so a forward's time is its own."""
-    if torch.cuda.is_initialized():
-        torch.cuda.synchronize()
 
 
 def run_mode(loop: InductiveLoop, clock: ForwardClock, mode: str, images, views, image_ids, precision: str, device: str) -> tuple[list, dict]:
