@@ -1,9 +1,11 @@
+import csv
 import json
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import albumentations as A
 import numpy as np
@@ -20,6 +22,7 @@ from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.models.maskrcnn import BACKBONES, build_maskrcnn
 from spinefm.training.maskrcnn import CentroidRecall, MaskRCNNModule
 from spinefm.training.run import build_shallow, dataset_identity, plain
+from train_runs import synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"backbone": "tiny", "min_size": 64, "max_size": 64, "fpn_channels": 16, "box_representation_size": 32,
@@ -273,8 +276,31 @@ def test_non_finite_loss_stops_training():
 
     module = MaskRCNNModule(TINY, {"_target_": "torch.optim.SGD", "lr": 0.01}, inference=INFERENCE)
     module.model = Diverged()
-    with pytest.raises(FloatingPointError, match="loss_classifier"):
-        module.training_step(([torch.rand(3, 8, 8)], [{}]), 0)
+    module.log = lambda *args, **kwargs: None
+    # checked at logging steps only (the check waits for the GPU): by the third step here
+    module.trainer = SimpleNamespace(log_every_n_steps=3, is_last_batch=False, global_step=0)
+    for step in range(2):
+        module.trainer.global_step = step
+        module.training_step(([torch.rand(3, 8, 8)], [{}]), step)
+    module.trainer.global_step = 2
+    with pytest.raises(FloatingPointError, match="by step 2.*loss_classifier"):
+        module.training_step(([torch.rand(3, 8, 8)], [{}]), 2)
+
+
+def test_map_on_the_first_every_nth_and_last_validation_recall_on_all(tmp_path):
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    data = MaskRCNNDataModule(synthetic_dataset(2, 1, image_size=128), image_size=64, batch_size=1, augmentations=[])
+    module = MaskRCNNModule(TINY, {"_target_": "torch.optim.Adam", "lr": 1e-3}, inference=INFERENCE, map_every_n_validations=2)
+    checkpoint = ModelCheckpoint(tmp_path, monitor="val/map", mode="max")
+    trainer = Trainer(max_epochs=4, limit_train_batches=1, logger=CSVLogger(tmp_path), enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[checkpoint, EarlyStopping("val/map", mode="max", patience=5)])
+    trainer.fit(module, datamodule=data)
+    rows = [row for row in csv.DictReader(open(Path(trainer.log_dir) / "metrics.csv")) if row["val/centroid_recall"]]
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]
+    assert [bool(row["val/map"]) for row in rows] == [True, False, True, True]
+    assert checkpoint.best_model_path
 
 
 # --- configs and train.py
