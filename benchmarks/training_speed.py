@@ -32,7 +32,7 @@ from lightning.pytorch.profilers import SimpleProfiler
 
 from benchmarks.clock import synchronise
 from spinefm.io_utils import atomic_write_json
-from spinefm.training.run import build_shallow, dataset_identity, plain, stage_config
+from spinefm.training.run import build_stage, stage_config
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"tiny": "train_all_tiny", "real": "train_all"}  # the experiment whose stage settings are measured
@@ -131,8 +131,7 @@ def stage_configs(size: str, overrides: list[str]) -> dict:
 def measure(cfg, steps: int, warmup: int, loader_samples: int, device: str, precision: str) -> dict:
     """Train `cfg.stage` for `steps` steps; its step parts, loader rate and batch size."""
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = build_shallow(cfg.stage.data, dataset=plain(cfg.dataset), seed=cfg.seed)
-    module = build_shallow(cfg.stage.module, dataset=dataset_identity(cfg.dataset))
+    datamodule, module = build_stage(cfg)
     profiler = StepProfiler()
     profiler.time_logging(module)
     trainer = L.Trainer(

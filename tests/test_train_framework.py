@@ -133,3 +133,16 @@ def test_loaders_keep_their_workers_between_epochs(num_workers):
     for loader in (data.train_dataloader(), data.val_dataloader()):  # the balanced sampler's loader too
         assert loader.num_workers == num_workers and loader.persistent_workers == (num_workers > 0)
         assert loader.pin_memory == torch.cuda.is_available()
+
+
+def test_a_run_may_set_tf32_matmuls_and_channels_last_weights(tmp_path):
+    from spinefm.training.run import build_stage, stage_config
+
+    cfg = compose_train("experiment=train_all_tiny", "channels_last=true", "matmul_precision=high", f"paths.output_dir={tmp_path}")
+    try:
+        _, module = build_stage(stage_config(cfg, "spine_end", tmp_path))
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    convolutions = [p for p in module.parameters() if p.dim() == 4]
+    assert convolutions and all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import get_object, instantiate
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -29,8 +30,7 @@ def train_stage(cfg: DictConfig, output_dir: Path) -> dict:
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)  # .hydra/config.yaml keeps the interpolations
     L.seed_everything(cfg.seed, workers=True)
     stage = cfg.stage
-    datamodule = build_shallow(stage.data, dataset=plain(cfg.dataset), seed=cfg.seed)
-    module = build_shallow(stage.module, dataset=dataset_identity(cfg.dataset))
+    datamodule, module = build_stage(cfg)
     callbacks = {name: instantiate(c) for name, c in (cfg.get("callbacks") or {}).items() if c is not None}
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=loggers or False, default_root_dir=str(output_dir))
@@ -74,6 +74,17 @@ def train_all(cfg: DictConfig, output_dir: Path) -> dict:
     if rank_zero_only.rank == 0:  # under DDP every rank trains; one writes
         atomic_write_json(output_dir / "manifest.json", manifest)
     return manifest
+
+
+def build_stage(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """`cfg.stage`'s data module and module, with the run's float32 matmul precision (`high`: TF32
+    on GPUs that have it) and memory format (`channels_last`: NHWC convolution weights)."""
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision") or "highest")
+    datamodule = build_shallow(cfg.stage.data, dataset=plain(cfg.dataset), seed=cfg.seed)
+    module = build_shallow(cfg.stage.module, dataset=dataset_identity(cfg.dataset))
+    if cfg.get("channels_last"):
+        module = module.to(memory_format=torch.channels_last)
+    return datamodule, module
 
 
 def build_shallow(node, **extra):
