@@ -3,7 +3,7 @@
 Each stage trains for a few steps through Lightning with its own data module, module and precision,
 as train.py runs it, under a profiler synchronised with the GPU at the edges of each part:
 
-    data wait   the next batch from the loader (with --num-workers 0: reading it in this process)
+    data wait   waiting for the next batch from the loader (with --num-workers 0: reading it here)
     to device   moving the batch to the accelerator
     forward     training_step without its self.log calls: the network and the loss
     backward    loss.backward
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=12, help="training steps per stage (at most one epoch's)")
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the means")
     parser.add_argument("--loader-samples", type=int, default=256, help="samples drawn to time the loader")
-    parser.add_argument("--num-workers", type=int, default=0, help="loader processes while training (0: data wait = reading)")
+    parser.add_argument("--num-workers", default="auto", help="loader processes while training, as train.py's num_workers")
     parser.add_argument("--device", default="cpu", help="cpu | gpu")
     parser.add_argument("--precision", default="32-true", help="32-true | bf16-mixed | ...")
     parser.add_argument("--override", nargs="*", default=[], help="further train.py overrides, e.g. stages.medsa.data.jitter=0")
