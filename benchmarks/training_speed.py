@@ -14,8 +14,8 @@ as train.py runs it, under a profiler synchronised with the GPU at the edges of 
 worker gives. "non-net" is the share of the step outside forward, backward and optimiser.
 
     .venv/bin/python benchmarks/training_speed.py                       # tiny networks, synthetic films
-    .venv/bin/python benchmarks/training_speed.py --size real --batch-size 2 --dataset aasce
-    .venv/bin/python benchmarks/training_speed.py --device gpu --precision bf16-mixed --size real
+    .venv/bin/python benchmarks/training_speed.py --experiment train_all --batch-size 2 --dataset aasce
+    .venv/bin/python benchmarks/training_speed.py --experiment aasce_gpu --device gpu --precision bf16-mixed
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from spinefm.io_utils import atomic_write_json
 from spinefm.training.run import build_stage, stage_config
 
 REPO = Path(__file__).resolve().parents[1]
-SIZES = {"tiny": "train_all_tiny", "real": "train_all"}  # the experiment whose stage settings are measured
 STAGES = ("maskrcnn", "medsa", "point_predictor", "spine_end")
 PARTS = ("data_wait", "to_device", "forward", "backward", "optimiser", "logging")
 NETWORK = ("forward", "backward", "optimiser")
@@ -121,10 +120,10 @@ def batch_size(batch) -> int:
     return len(batch[0])  # (images, targets) detection batches
 
 
-def stage_configs(size: str, overrides: list[str]) -> dict:
-    """The composed single-stage config of every stage of the `size` experiment."""
+def stage_configs(experiment: str, overrides: list[str]) -> dict:
+    """The composed single-stage config of every stage of a train-all experiment."""
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"experiment={SIZES[size]}", "paths.output_dir=unused", *overrides])
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}", "paths.output_dir=unused", *overrides])
     return {name: stage_config(cfg, name, Path("unused")) for name in cfg.stages}
 
 
@@ -170,7 +169,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiny", help="tiny: train_all_tiny's networks; real: the full ones")
+    parser.add_argument("--experiment", default="train_all_tiny", help="whose stage settings: train_all_tiny (tiny networks), train_all (full size), aasce_gpu ...")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--dataset", help="a dataset config (default: the experiment's, synthetic)")
     parser.add_argument("--images", type=int, help="training images per stage (default: all; Mask R-CNN: enough for --steps)")
@@ -188,13 +187,13 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = [f"num_workers={args.num_workers}", *([f"dataset={args.dataset}"] if args.dataset else [])]
     if args.batch_size:
         overrides += [f"stages.{stage}.data.batch_size={args.batch_size}" for stage in args.stages]
-    configs = stage_configs(args.size, [*overrides, *args.override])
+    configs = stage_configs(args.experiment, [*overrides, *args.override])
     for stage in args.stages:  # Mask R-CNN's samples are whole films: as many as the steps take
         images = args.images and max(args.images, (args.steps + 1) * configs[stage].stage.data.batch_size * (stage == "maskrcnn"))
         configs[stage].stage.data.max_images = {"train": images, "val": 1}
     rows = [measure(configs[s], args.steps, args.warmup, args.loader_samples, args.device, args.precision) for s in args.stages]
     report = {
-        "size": args.size,
+        "experiment": args.experiment,
         "device": torch.cuda.get_device_name() if args.device == "gpu" else f"cpu, {torch.get_num_threads()} threads",
         "precision": args.precision,
         "num_workers": args.num_workers,
