@@ -1,14 +1,14 @@
 # Two commands for a newcomer (each creates the environment when it is missing):
 #   make demo   train the four components on synthetic spines (tiny settings), segment and label
 #               held-out synthetic radiographs (overlays in outputs/demo/predictions), evaluate on the test split
-#   make test   run the test suite
+#   make test   check the code's style (make lint), then run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 DEMO_DIR ?= outputs/demo
 
-.PHONY: demo test env clean
+.PHONY: demo test lint env clean
 
 env: $(INSTALLED)
 
@@ -28,8 +28,13 @@ demo: $(INSTALLED)
 	$(PY) infer.py input=$(DEMO_DIR)/films/images output=$(DEMO_DIR)/predictions pipeline.view=lateral_lumbar
 	$(PY) evaluate.py dataset=synthetic
 
-test: $(INSTALLED)
+test: lint
 	$(PY) -m pytest
 
+# ruff (configured in pyproject.toml): lint rules and the formatter's layout; `ruff format .` fixes the latter
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -1,9 +1,9 @@
 """Train one SpineFM component, or all four.
 
-    python train.py stage=point_predictor dataset=aasce
-    python train.py experiment=train_all dataset=synthetic
-    python train.py stage=medsa ckpt_path=outputs/train_medsa/runs/<time>/checkpoints/last.ckpt   (resume)
-    python train.py -m hparams_search=medsa dataset=coco dataset.root=...                          (Optuna sweep)
+python train.py stage=point_predictor dataset=aasce
+python train.py experiment=train_all dataset=synthetic
+python train.py stage=medsa ckpt_path=outputs/train_medsa/runs/<time>/checkpoints/last.ckpt   (resume)
+python train.py -m hparams_search=medsa dataset=coco dataset.root=...                          (Optuna sweep)
 """
 
 from pathlib import Path
@@ -28,7 +28,9 @@ def main(cfg: DictConfig) -> float | None:
             manifest = train_all(cfg, output_dir)
             print(f"checkpoint manifest: {output_dir / 'manifest.json'}")
             for name, component in manifest["components"].items():
-                print(f"  {name:<16} {component['monitor']} = {component['best_value']}  {component['best_checkpoint']}")
+                print(
+                    f"  {name:<16} {component['monitor']} = {component['best_value']}  {component['best_checkpoint']}"
+                )
             return None
         result = train_stage(cfg, output_dir)
     print(f"{result['stage']}: best {result['monitor']} = {result['best_value']} -> {result['best_checkpoint']}")

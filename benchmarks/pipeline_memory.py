@@ -1,6 +1,7 @@
 """Peak memory of infer.py and evaluate.py over N synthetic films: it should not grow with N.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pipeline_memory.py --films 16 256 --manifest outputs/train_all_tiny/runs/<time>/manifest.json
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pipeline_memory.py --films 16 256 \
+        --manifest outputs/train_all_tiny/runs/<time>/manifest.json
 
 For each N, a synthetic test split of N films (--size px) is written to disk as COCO
 (`spinefm.data.export`); `infer.py` runs on its images and `evaluate.py` on the split, each as a
@@ -21,8 +22,8 @@ import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
-
 from pipeline_speed import DETECTOR, WALKING, train_tiny
+
 from spinefm.data.export import export_dataset
 from spinefm.io_utils import atomic_write_json
 
@@ -77,31 +78,65 @@ def peak_memory(command: list[str], log: Path, interval: float) -> dict:
             time.sleep(interval)
     if process.returncode:
         raise RuntimeError(f"{' '.join(command)} exited {process.returncode}:\n{log.read_text()[-3000:]}")
-    return {"main_peak_mb": main_kb / 1024, "tree_peak_mb": tree_kb / 1024, "processes": processes, "seconds": time.perf_counter() - start}
+    return {
+        "main_peak_mb": main_kb / 1024,
+        "tree_peak_mb": tree_kb / 1024,
+        "processes": processes,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def commands(manifest: Path, films: Path, work: Path, num_workers: int) -> dict[str, list[str]]:
     """infer.py on the films' images and evaluate.py on their test split, with the walking settings."""
     common = [
-        f"pipeline.checkpoints={manifest}", f"num_workers={num_workers}", "progress_bar=false",
+        f"pipeline.checkpoints={manifest}",
+        f"num_workers={num_workers}",
+        "progress_bar=false",
         *(f"pipeline.loop.{key}={value}" for key, value in WALKING.items()),
-        *(f"pipeline.components.{name}.{key}={value}" for name, settings in DETECTOR.items() for key, value in settings.items()),
+        *(
+            f"pipeline.components.{name}.{key}={value}"
+            for name, settings in DETECTOR.items()
+            for key, value in settings.items()
+        ),
     ]
     return {
-        "infer": [sys.executable, "infer.py", f"input={films / 'images'}", f"output={work / 'infer'}", f"hydra.run.dir={work / 'infer_run'}", *common],
-        "evaluate": [sys.executable, "evaluate.py", "dataset=synthetic", f"dataset.root={films}", f"hydra.run.dir={work / 'evaluate'}", *common],
+        "infer": [
+            sys.executable,
+            "infer.py",
+            f"input={films / 'images'}",
+            f"output={work / 'infer'}",
+            f"hydra.run.dir={work / 'infer_run'}",
+            *common,
+        ],
+        "evaluate": [
+            sys.executable,
+            "evaluate.py",
+            "dataset=synthetic",
+            f"dataset.root={films}",
+            f"hydra.run.dir={work / 'evaluate'}",
+            *common,
+        ],
     }
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'command':<9} {'films':>6} {'written':>7} {'main peak MB':>12} {'tree peak MB':>12} {'processes':>9} {'seconds':>8}"]
-    lines += [f"{r['command']:<9} {r['films']:>6} {r['written']:>7} {r['main_peak_mb']:>12.0f} {r['tree_peak_mb']:>12.0f} {r['processes']:>9} {r['seconds']:>8.1f}"
-              for r in rows]
+    lines = [
+        f"{'command':<9} {'films':>6} {'written':>7} {'main peak MB':>12} {'tree peak MB':>12} "
+        f"{'processes':>9} {'seconds':>8}"
+    ]
+    lines += [
+        f"{r['command']:<9} {r['films']:>6} {r['written']:>7} {r['main_peak_mb']:>12.0f} {r['tree_peak_mb']:>12.0f} "
+        f"{r['processes']:>9} {r['seconds']:>8.1f}"
+        for r in rows
+    ]
     for command in COMMANDS:
         runs = sorted((r for r in rows if r["command"] == command), key=lambda r: r["films"])
         first, last = runs[0], runs[-1]
-        lines.append(f"{command}: {first['films']} -> {last['films']} films, main {last['main_peak_mb'] - first['main_peak_mb']:+.0f} MB, "
-                     f"tree {last['tree_peak_mb'] - first['tree_peak_mb']:+.0f} MB")
+        lines.append(
+            f"{command}: {first['films']} -> {last['films']} films, "
+            f"main {last['main_peak_mb'] - first['main_peak_mb']:+.0f} MB, "
+            f"tree {last['tree_peak_mb'] - first['tree_peak_mb']:+.0f} MB"
+        )
     return "\n".join(lines)
 
 
@@ -124,9 +159,22 @@ def main() -> None:
                 row = {"command": command, "films": films, **peak_memory(argv, work / f"{command}.log", args.interval)}
                 row["written"] = sum(1 for path in (work / command).rglob("*.json") if path.name != "summary.json")
                 rows.append(row)
-                print(f"{command} on {films} films: main peak {row['main_peak_mb']:.0f} MB, tree peak {row['tree_peak_mb']:.0f} MB", flush=True)
-    report = {"settings": {"size": args.size, "num_workers": args.num_workers, "interval_s": args.interval,
-                           "manifest": str(args.manifest or "trained tiny"), "loop": WALKING, "components": DETECTOR}, "runs": rows}
+                print(
+                    f"{command} on {films} films: main peak {row['main_peak_mb']:.0f} MB, "
+                    f"tree peak {row['tree_peak_mb']:.0f} MB",
+                    flush=True,
+                )
+    report = {
+        "settings": {
+            "size": args.size,
+            "num_workers": args.num_workers,
+            "interval_s": args.interval,
+            "manifest": str(args.manifest or "trained tiny"),
+            "loop": WALKING,
+            "components": DETECTOR,
+        },
+        "runs": rows,
+    }
     print(table(rows))
     print(f"written to {atomic_write_json(args.out, report)}")
 

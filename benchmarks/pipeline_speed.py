@@ -7,7 +7,8 @@ measured around each role's network (forward hooks, synchronised on a GPU); "oth
 patch cutting, mapping masks back, the walk's decisions, decoding, post-processing.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pipeline_speed.py --images 8 --size 256
-    .venv/bin/python benchmarks/pipeline_speed.py --manifest M.json --films ../shared/datasets/aasce_train/boostnet_labeldata/data/training --images 2 --real
+    .venv/bin/python benchmarks/pipeline_speed.py --manifest M.json --images 2 --real \
+        --films ../shared/datasets/aasce_train/boostnet_labeldata/data/training
 
 Without --manifest, tiny models are trained first (`train.py experiment=train_all_tiny debug=limit`,
 minutes on a CPU). Without --real the loop settings force walking on such untrained-looking models
@@ -80,7 +81,9 @@ class ForwardClock:
             hook.remove()
 
 
-def run_mode(loop: InductiveLoop, clock: ForwardClock, mode: str, images, views, image_ids, precision: str, device: str) -> tuple[list, dict]:
+def run_mode(
+    loop: InductiveLoop, clock: ForwardClock, mode: str, images, views, image_ids, precision: str, device: str
+) -> tuple[list, dict]:
     """The results of one mode on every film, and its timings."""
     loop = InductiveLoop(*loop.components.values(), config=replace(loop.config, sequential=mode == "sequential"))
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
@@ -106,7 +109,16 @@ def run_mode(loop: InductiveLoop, clock: ForwardClock, mode: str, images, views,
     }
 
 
-def benchmark(loop: InductiveLoop, images, views, image_ids=None, warmup: bool = True, precision: str = "fp32", modes=MODES, device: str = "cpu") -> dict:
+def benchmark(
+    loop: InductiveLoop,
+    images,
+    views,
+    image_ids=None,
+    warmup: bool = True,
+    precision: str = "fp32",
+    modes=MODES,
+    device: str = "cpu",
+) -> dict:
     """The modes on the same films. Keys: images, precision, modes {mode: {seconds, films_per_s,
     forward_seconds {role}, forward_calls {role}, other_seconds, other_ms_per_film, other_fraction,
     instances, steps}}, lockstep_over_sequential (throughput ratio, when both ran), same_levels (films
@@ -141,17 +153,29 @@ def table(report: dict) -> str:
     for mode, row in report["modes"].items():
         forwards = " ".join(f"{row['forward_seconds'][r]:>11.3f}" for r in ROLES)
         rows.append(
-            f"{mode:<15} {row['films_per_s']:>8.3f} {row['seconds'] / report['images']:>8.2f} {forwards} {row['other_seconds']:>8.3f} "
-            f"{row['other_ms_per_film']:>13.1f} {100 * row['other_fraction']:>7.1f} {row['forward_calls']['segmenter']:>9}"
+            f"{mode:<15} {row['films_per_s']:>8.3f} {row['seconds'] / report['images']:>8.2f} {forwards} "
+            f"{row['other_seconds']:>8.3f} "
+            f"{row['other_ms_per_film']:>13.1f} {100 * row['other_fraction']:>7.1f} "
+            f"{row['forward_calls']['segmenter']:>9}"
         )
     if "lockstep_over_sequential" in report:
         rows.append(f"lockstep / sequential throughput: {report['lockstep_over_sequential']:.2f}x")
-    rows.append(f"levels equal across the exact modes on {report['same_levels']}/{report['images']} films ({report['precision']})")
+    rows.append(
+        f"levels equal across the exact modes on {report['same_levels']}/{report['images']} films "
+        f"({report['precision']})"
+    )
     return "\n".join(rows)
 
 
 def train_tiny(log_dir: Path) -> Path:
-    command = [sys.executable, "train.py", f"paths.log_dir={log_dir}", "experiment=train_all_tiny", "debug=limit", "callbacks.progress_bar=null"]
+    command = [
+        sys.executable,
+        "train.py",
+        f"paths.log_dir={log_dir}",
+        "experiment=train_all_tiny",
+        "debug=limit",
+        "callbacks.progress_bar=null",
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
@@ -181,14 +205,22 @@ def main() -> None:
     if args.films:
         inputs = find_inputs(args.films)[: args.images]
         view = (read_manifest(manifest).get("dataset") or {}).get("view")  # as infer.py: the training dataset's view
-        images, views, ids = [read_image(i.path, i.id).pixels for i in inputs], [view] * len(inputs), [i.id for i in inputs]
+        images, views, ids = (
+            [read_image(i.path, i.id).pixels for i in inputs],
+            [view] * len(inputs),
+            [i.id for i in inputs],
+        )
     else:
         records = [generate_phantom(seed, PhantomConfig(image_size=args.size)) for seed in range(args.images)]
         images, views, ids = [r.load_image() for r in records], [r.view for r in records], [r.id for r in records]
     report = benchmark(loop, images, views, ids, precision=args.precision, modes=args.modes, device=args.device)
     report["settings"] = {
-        "films": str(args.films or f"synthetic {args.size} px"), "device": args.device, "manifest": str(args.manifest or "trained tiny"),
-        "loop": settings or "checkpoints'", "load_seconds": load_seconds, "torch_threads": torch.get_num_threads(),
+        "films": str(args.films or f"synthetic {args.size} px"),
+        "device": args.device,
+        "manifest": str(args.manifest or "trained tiny"),
+        "loop": settings or "checkpoints'",
+        "load_seconds": load_seconds,
+        "torch_threads": torch.get_num_threads(),
     }
     print(table(report))
     print(f"loading the checkpoints: {load_seconds:.2f} s")

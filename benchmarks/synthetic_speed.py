@@ -1,6 +1,6 @@
 """Synthetic phantom throughput per view, in one process (one core).
 
-    .venv/bin/python benchmarks/synthetic_speed.py --images 100 --size 512 --out outputs/benchmarks/synthetic_speed.json
+.venv/bin/python benchmarks/synthetic_speed.py --images 100 --size 512 --out outputs/benchmarks/synthetic_speed.json
 """
 
 from __future__ import annotations
@@ -19,9 +19,15 @@ def measure(view: str, images: int, size: int) -> dict:
     start = time.perf_counter()
     vertebrae = sum(len(generate_phantom(seed, config, view=view).vertebrae) for seed in range(images))
     seconds = time.perf_counter() - start
-    return {"view": view, "images": images, "size": size, "seconds": seconds,
-            "s_per_image": seconds / images, "images_per_minute": 60 * images / seconds,
-            "vertebrae_per_image": vertebrae / images}
+    return {
+        "view": view,
+        "images": images,
+        "size": size,
+        "seconds": seconds,
+        "s_per_image": seconds / images,
+        "images_per_minute": 60 * images / seconds,
+        "vertebrae_per_image": vertebrae / images,
+    }
 
 
 def main() -> None:
@@ -33,7 +39,10 @@ def main() -> None:
     rows = [measure(view, args.images, args.size) for view in PhantomConfig().views]
     print(f"{'view':<18} {'images':>6} {'s/image':>8} {'images/min':>10} {'vertebrae':>9}")
     for row in rows:
-        print(f"{row['view']:<18} {row['images']:>6} {row['s_per_image']:>8.4f} {row['images_per_minute']:>10.0f} {row['vertebrae_per_image']:>9.1f}")
+        print(
+            f"{row['view']:<18} {row['images']:>6} {row['s_per_image']:>8.4f} {row['images_per_minute']:>10.0f} "
+            f"{row['vertebrae_per_image']:>9.1f}"
+        )
     print(f"written to {atomic_write_json(Path(args.out), rows)}")
 
 

@@ -100,7 +100,11 @@ def step_parts(profiler: StepProfiler, warmup: int) -> dict:
     }
     step = np.diff(profiler.fetch_starts)[steps]
     parts["logging"] = step - sum(parts.values())
-    return {"steps": len(step), "step": float(step.mean()), **{name: float(value.mean()) for name, value in parts.items()}}
+    return {
+        "steps": len(step),
+        "step": float(step.mean()),
+        **{name: float(value.mean()) for name, value in parts.items()},
+    }
 
 
 def loader_rate(loader, samples: int) -> float:
@@ -123,7 +127,9 @@ def batch_size(batch) -> int:
 def stage_configs(experiment: str, overrides: list[str]) -> dict:
     """The composed single-stage config of every stage of a train-all experiment."""
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"experiment={experiment}", "paths.output_dir=unused", *overrides])
+        cfg = compose(
+            config_name="train", overrides=[f"experiment={experiment}", "paths.output_dir=unused", *overrides]
+        )
     return {name: stage_config(cfg, name, Path("unused")) for name in cfg.stages}
 
 
@@ -134,16 +140,27 @@ def measure(cfg, steps: int, warmup: int, loader_samples: int, device: str, prec
     profiler = StepProfiler()
     profiler.time_logging(module)
     trainer = L.Trainer(
-        accelerator=device, devices=1, precision=precision, max_epochs=1, limit_train_batches=steps, limit_val_batches=0,
-        num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, profiler=profiler,
+        accelerator=device,
+        devices=1,
+        precision=precision,
+        max_epochs=1,
+        limit_train_batches=steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        profiler=profiler,
     )
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     seconds = time.perf_counter() - started
     loader = datamodule.train_dataloader()
     if loader.num_workers:
-        loader = type(loader)(loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler, collate_fn=loader.collate_fn)
+        loader = type(loader)(
+            loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler, collate_fn=loader.collate_fn
+        )
     return {
         "stage": cfg.stage.name,
         "batch_size": cfg.stage.data.batch_size,
@@ -155,7 +172,9 @@ def measure(cfg, steps: int, warmup: int, loader_samples: int, device: str, prec
 
 
 def table(rows: list[dict]) -> str:
-    header = f"{'stage':16}{'batch':>6}{'loader/s':>10}{'step ms':>9}" + "".join(f"{p.replace('_', ' '):>11}" for p in PARTS)
+    header = f"{'stage':16}{'batch':>6}{'loader/s':>10}{'step ms':>9}" + "".join(
+        f"{p.replace('_', ' '):>11}" for p in PARTS
+    )
     lines = [header + f"{'samples/s':>11}{'non-net':>9}"]
     for row in rows:
         network = sum(row[p] for p in NETWORK)
@@ -169,18 +188,28 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", default="train_all_tiny", help="whose stage settings: train_all_tiny (tiny networks), train_all (full size), aasce_gpu ...")
+    parser.add_argument(
+        "--experiment",
+        default="train_all_tiny",
+        help="whose stage settings: train_all_tiny (tiny networks), train_all (full size), aasce_gpu ...",
+    )
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--dataset", help="a dataset config (default: the experiment's, synthetic)")
-    parser.add_argument("--images", type=int, help="training images per stage (default: all; Mask R-CNN: enough for --steps)")
+    parser.add_argument(
+        "--images", type=int, help="training images per stage (default: all; Mask R-CNN: enough for --steps)"
+    )
     parser.add_argument("--batch-size", type=int, help="every stage's batch size (default: the stage's own)")
     parser.add_argument("--steps", type=int, default=12, help="training steps per stage (at most one epoch's)")
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the means")
     parser.add_argument("--loader-samples", type=int, default=256, help="samples drawn to time the loader")
-    parser.add_argument("--num-workers", default="auto", help="loader processes while training, as train.py's num_workers")
+    parser.add_argument(
+        "--num-workers", default="auto", help="loader processes while training, as train.py's num_workers"
+    )
     parser.add_argument("--device", default="cpu", help="cpu | gpu")
     parser.add_argument("--precision", default="32-true", help="32-true | bf16-mixed | ...")
-    parser.add_argument("--override", nargs="*", default=[], help="further train.py overrides, e.g. stages.medsa.data.jitter=0")
+    parser.add_argument(
+        "--override", nargs="*", default=[], help="further train.py overrides, e.g. stages.medsa.data.jitter=0"
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/training_speed.json"))
     args = parser.parse_args(argv)
 
@@ -189,9 +218,14 @@ def main(argv: list[str] | None = None) -> dict:
         overrides += [f"stages.{stage}.data.batch_size={args.batch_size}" for stage in args.stages]
     configs = stage_configs(args.experiment, [*overrides, *args.override])
     for stage in args.stages:  # Mask R-CNN's samples are whole films: as many as the steps take
-        images = args.images and max(args.images, (args.steps + 1) * configs[stage].stage.data.batch_size * (stage == "maskrcnn"))
+        images = args.images and max(
+            args.images, (args.steps + 1) * configs[stage].stage.data.batch_size * (stage == "maskrcnn")
+        )
         configs[stage].stage.data.max_images = {"train": images, "val": 1}
-    rows = [measure(configs[s], args.steps, args.warmup, args.loader_samples, args.device, args.precision) for s in args.stages]
+    rows = [
+        measure(configs[s], args.steps, args.warmup, args.loader_samples, args.device, args.precision)
+        for s in args.stages
+    ]
     report = {
         "experiment": args.experiment,
         "device": torch.cuda.get_device_name() if args.device == "gpu" else f"cpu, {torch.get_num_threads()} threads",

@@ -14,7 +14,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from spinefm.data.factory import load_records
 from spinefm.data.record import ImageRecord
 
-
 MAX_AUTO_WORKERS = 8
 
 

@@ -115,7 +115,9 @@ class VertebraPatchDataset(Dataset):
         """Top-left of the patch in the context: centred, moved by the jitter (drawn with torch's
         generator, which Lightning seeds and every DataLoader worker reseeds)."""
         room = context.image.shape[0] - context.patch
-        shift = torch.empty(2).uniform_(-self.jitter, self.jitter).numpy() * context.patch if self.jitter else np.zeros(2)
+        shift = (
+            torch.empty(2).uniform_(-self.jitter, self.jitter).numpy() * context.patch if self.jitter else np.zeros(2)
+        )
         x, y = np.clip(np.round(room / 2 + shift), 0, room).astype(int)
         return int(x), int(y)
 
@@ -196,7 +198,9 @@ class MedSADataModule(RecordDataModule):
         if self.input_size is None or self.low_res_size is None:
             model = self.trainer.lightning_module.model if self.trainer is not None else None
             if model is None:
-                raise ValueError("MedSADataModule needs input_size and low_res_size, or a Trainer running a MedSA model")
+                raise ValueError(
+                    "MedSADataModule needs input_size and low_res_size, or a Trainer running a MedSA model"
+                )
             self.input_size = self.input_size or model.input_size
             self.low_res_size = self.low_res_size or model.low_res_size
         super().setup(stage)
@@ -219,7 +223,11 @@ class MedSADataModule(RecordDataModule):
                 self.skipped.setdefault(split, []).append(str(error.problem))
                 log.warning("skipped %s", error.problem)
         log.info("medsa %s: %d vertebra patches from %d images", split, len(contexts), len(records))
-        augment = A.Compose([instantiate(t, _convert_="all") for t in self.augmentations]) if train and self.augmentations else None
+        augment = (
+            A.Compose([instantiate(t, _convert_="all") for t in self.augmentations])
+            if train and self.augmentations
+            else None
+        )
         return VertebraPatchDataset(
             contexts,
             self.input_size,

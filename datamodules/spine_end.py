@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from datamodules.base import RecordDataModule
 from spinefm.data.intensity import to_uint8
+from spinefm.data.levels import normalize_level
+from spinefm.data.patches import classifier_patch, median_spacing, patch_side
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord
-from spinefm.data.patches import classifier_patch, median_spacing, patch_side
-from spinefm.data.levels import normalize_level
 from spinefm.models.spine_end import BACKGROUND, class_names, levels_between_ends, vertebra_class, view_end_levels
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,9 @@ def beyond_the_ends(record: ImageRecord, end_levels: Mapping, spacings: Sequence
     return points
 
 
-def sample_background(record: ImageRecord, count: int, inner: float, outer: float, rng: np.random.Generator) -> np.ndarray:
+def sample_background(
+    record: ImageRecord, count: int, inner: float, outer: float, rng: np.random.Generator
+) -> np.ndarray:
     """(n <= count, 2) background centres as (x = column, y = row), drawn uniformly from the ring."""
     ring = background_ring(record, inner, outer)
     pixels = np.flatnonzero(ring)
@@ -95,7 +97,9 @@ def build_augment(config: Mapping | None) -> A.Compose | None:
             )
         )
     if bc := config.get("brightness_contrast"):
-        transforms.append(A.RandomBrightnessContrast(brightness_limit=bc["brightness"], contrast_limit=bc["contrast"], p=bc["p"]))
+        transforms.append(
+            A.RandomBrightnessContrast(brightness_limit=bc["brightness"], contrast_limit=bc["contrast"], p=bc["p"])
+        )
     if noise := config.get("noise"):
         transforms.append(A.GaussNoise(std_range=tuple(noise["std"]), p=noise["p"]))
     return A.Compose(transforms) if transforms else None
@@ -139,7 +143,9 @@ def balanced_sampler(labels: np.ndarray, num_classes: int, seed: int, balance: f
     counts = np.bincount(labels, minlength=num_classes).astype(float)
     weights = counts[labels] ** -balance
     generator = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(labels), replacement=True, generator=generator)
+    return WeightedRandomSampler(
+        torch.as_tensor(weights, dtype=torch.double), len(labels), replacement=True, generator=generator
+    )
 
 
 class SpineEndDataModule(RecordDataModule):
@@ -174,7 +180,9 @@ class SpineEndDataModule(RecordDataModule):
         self.ring = {"inner": 0.25, "outer": 1.0, **dict(ring or {})}
         self.beyond_ends = list(beyond_ends)
         if not 0.0 <= balance <= 1.0:
-            raise ValueError(f"spine_end balance must lie in [0, 1] (0: as the data is, 1: every class equally often), not {balance}")
+            raise ValueError(
+                f"spine_end balance must lie in [0, 1] (0: as the data is, 1: every class equally often), not {balance}"
+            )
         self.balance = balance
         self.augment = augment
         self.end_levels = dict(self.dataset_cfg.get("end_levels") or {})
@@ -182,7 +190,9 @@ class SpineEndDataModule(RecordDataModule):
         self.level_counts: dict[str, dict[int, int]] = {}  # the decoder's count prior, from the training films
         self.class_prior: list[float] | None = None  # class frequencies as drawn in training
 
-    def record_samples(self, record: ImageRecord, train: bool, rng: np.random.Generator) -> tuple[list[np.ndarray], list[int]]:
+    def record_samples(
+        self, record: ImageRecord, train: bool, rng: np.random.Generator
+    ) -> tuple[list[np.ndarray], list[int]]:
         """Patches and class indices of one image: one per vertebra, `negatives_per_image` around the spine."""
         if not record.vertebrae:
             return [], []
@@ -196,8 +206,12 @@ class SpineEndDataModule(RecordDataModule):
         for vertebra in record.vertebrae:
             centres.append(vertebra.centroid() + rng.uniform(-jitter, jitter, 2))
             labels.append(self.classes.index(vertebra_class(vertebra.level, record.view, self.end_levels)))
-        background = list(sample_background(record, self.negatives_per_image, self.ring["inner"], self.ring["outer"], rng))
-        background += [c + rng.uniform(-jitter, jitter, 2) for c in beyond_the_ends(record, self.end_levels, self.beyond_ends)]
+        background = list(
+            sample_background(record, self.negatives_per_image, self.ring["inner"], self.ring["outer"], rng)
+        )
+        background += [
+            c + rng.uniform(-jitter, jitter, 2) for c in beyond_the_ends(record, self.end_levels, self.beyond_ends)
+        ]
         centres += background
         labels += [self.classes.index(BACKGROUND)] * len(background)
         return [classifier_patch(image8, c, side, self.input_size) for c in centres], labels
@@ -230,4 +244,6 @@ class SpineEndDataModule(RecordDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.balance == 0:
             return super().train_dataloader()
-        return self._loader("train", sampler=balanced_sampler(self.datasets["train"].labels, len(self.classes), self.seed, self.balance))
+        return self._loader(
+            "train", sampler=balanced_sampler(self.datasets["train"].labels, len(self.classes), self.seed, self.balance)
+        )

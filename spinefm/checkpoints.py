@@ -66,12 +66,15 @@ def read_checkpoint(path) -> dict:
             "use a checkpoint written by train.py (best-*.ckpt or last.ckpt)"
         )
     if checkpoint["spinefm"].get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} was written by a newer SpineFM-Lightning (format {checkpoint['spinefm']['format_version']})")
+        raise ValueError(
+            f"{path} was written by a newer SpineFM-Lightning (format {checkpoint['spinefm']['format_version']})"
+        )
     return checkpoint
 
 
 def load_component(path, model_overrides: dict | None = None) -> tuple[nn.Module, dict]:
-    """(model in eval mode on the CPU, its `spinefm` metadata, with its identity: `with_identity`) from a stage checkpoint.
+    """(model in eval mode on the CPU, its `spinefm` metadata with its identity: `with_identity`) from a
+    stage checkpoint.
 
     `model_overrides` replace constructor arguments, e.g. {"checkpoint": new path} when the SAM
     weights a Med-SA checkpoint was built on have moved.

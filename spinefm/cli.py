@@ -40,7 +40,11 @@ def user_errors_reported():
         error = raised.__cause__ if isinstance(raised, InstantiationException) else raised
         if not isinstance(error, USER_ERRORS) or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        message = f"{error.full_key} is required: add {error.full_key}=..." if isinstance(error, MissingMandatoryValue) else str(error)
+        message = (
+            f"{error.full_key} is required: add {error.full_key}=..."
+            if isinstance(error, MissingMandatoryValue)
+            else str(error)
+        )
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
@@ -70,7 +74,10 @@ def entry_point(stoppable: bool = False):
 def exit_if_failed(failed: int, allow_failures: bool) -> None:
     """Exit status 1 when a film failed, unless failures are allowed."""
     if failed and not allow_failures:
-        print(f"error: films failed: {failed}, listed in the summary (allow_failures=true exits 0 all the same)", file=sys.stderr)
+        print(
+            f"error: films failed: {failed}, listed in the summary (allow_failures=true exits 0 all the same)",
+            file=sys.stderr,
+        )
         sys.exit(EXIT_FAILED_FILMS)
 
 
@@ -88,4 +95,7 @@ class RequireStage(Callback):
         if config.get("stage") is None and not config.get("stages"):
             stages = "|".join(GlobalHydra.instance().config_loader().get_group_options("stage"))
             with user_errors_reported():
-                raise UserError(f"no stage: add stage=<{stages}>, or experiment=train_all for all four (experiment=train_all_tiny on a CPU)")
+                raise UserError(
+                    f"no stage: add stage=<{stages}>, or experiment=train_all for all four "
+                    "(experiment=train_all_tiny on a CPU)"
+                )

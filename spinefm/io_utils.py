@@ -33,7 +33,9 @@ def atomic_write_bytes(path, data: bytes) -> Path:
 
 def atomic_write_json(path, payload) -> Path:
     """Strict JSON: NaN and infinities (a missing figure, a point that left the image) become null."""
-    return atomic_write_bytes(path, (json.dumps(_finite(payload), indent=2, default=_jsonable, allow_nan=False) + "\n").encode())
+    return atomic_write_bytes(
+        path, (json.dumps(_finite(payload), indent=2, default=_jsonable, allow_nan=False) + "\n").encode()
+    )
 
 
 def _finite(value):

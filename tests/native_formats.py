@@ -300,8 +300,13 @@ def write_csxa_native(
         skipped = set(missing_points.get(image_id, ()))
         style = label_style if isinstance(label_style, str) else label_style.get(image_id, "plain")
         shapes = [
-            {"label": spell_label(label, style), "points": [[float(x), float(y)]], "group_id": None,
-             "shape_type": "point", "flags": {}}
+            {
+                "label": spell_label(label, style),
+                "points": [[float(x), float(y)]],
+                "group_id": None,
+                "shape_type": "point",
+                "flags": {},
+            }
             for label, (x, y) in points.items()
             if label not in skipped
         ]

@@ -113,7 +113,12 @@ class OraclePredictor:
         for window in windows:
             middle, nearest = (self.truth.at(p) for p in window[1:])
             target = None if middle is None or nearest is None else 2 * nearest - middle
-            if self.truthful and target is not None and abs(nearest - middle) == 1 and 0 <= target < len(self.truth.centroids):
+            if (
+                self.truthful
+                and target is not None
+                and abs(nearest - middle) == 1
+                and 0 <= target < len(self.truth.centroids)
+            ):
                 points.append(self.truth.centroids[target])
             else:
                 points.append(window[2] + self.velocity * (window[2] - window[1]))
@@ -146,7 +151,9 @@ class OracleClassifier:
         return [self.classify_one(r.centres) for r in requests]
 
     def classify_one(self, centres):
-        return np.stack([one_hot(self.classes, self.name(c), self.confidence) for c in centres]).reshape(-1, len(self.classes))
+        return np.stack([one_hot(self.classes, self.name(c), self.confidence) for c in centres]).reshape(
+            -1, len(self.classes)
+        )
 
 
 def one_hot(classes, name, confidence=0.9) -> np.ndarray:

@@ -32,17 +32,24 @@ def write_defective_coco(root):
     for name in ("clean.png", "defects.png"):
         cv2.imwrite(str(root / "images" / name), np.full((100, 60), 30, np.uint8))
     (root / "images" / "corrupt.png").write_bytes(b"\x89PNG broken")
-    images = [{"id": i + 1, "file_name": n, "height": 100, "width": 60} for i, n in enumerate(["clean.png", "defects.png", "missing.png", "corrupt.png"])]
+    images = [
+        {"id": i + 1, "file_name": n, "height": 100, "width": 60}
+        for i, n in enumerate(["clean.png", "defects.png", "missing.png", "corrupt.png"])
+    ]
     empty_rle = mask_utils.encode(np.zeros((100, 60), np.uint8, order="F"))
     empty_rle["counts"] = empty_rle["counts"].decode()
     levels = {"L1": 1, "L2": 2, "L3": 3, "L4": 4, "L5": 5}
     annotations = [
-        (1, "L1", quad(10, 10)), (1, "L2", quad(10, 25)), (1, "L3", quad(10, 40)),
-        (2, "L1", quad(10, 10)), (2, "L1", quad(10, 60)),  # duplicate level
+        (1, "L1", quad(10, 10)),
+        (1, "L2", quad(10, 25)),
+        (1, "L3", quad(10, 40)),
+        (2, "L1", quad(10, 10)),
+        (2, "L1", quad(10, 60)),  # duplicate level
         (2, "L2", [[5, 30, 5.5, 30, 5, 30.5]]),  # degenerate
         (2, "L3", empty_rle),  # empty
         (2, "L5", quad(10, 80)),  # gap: L2..L4 missing once the bad ones are dropped
-        (3, "L1", quad(10, 10)), (4, "L1", quad(10, 10)),
+        (3, "L1", quad(10, 10)),
+        (4, "L1", quad(10, 10)),
     ]
     payload = {
         "images": images,
@@ -88,7 +95,10 @@ def test_check_aasce_native_layout(tmp_path):
 def run_check(*overrides, cwd):
     return subprocess.run(
         [sys.executable, "-m", "spinefm.data.check", *overrides, "paths.log_dir=" + str(cwd / "logs")],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

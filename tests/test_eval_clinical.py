@@ -26,7 +26,6 @@ def C_SHAPE(k):  # centres bulging to one side
     return 30 * np.sin(np.pi * k / 16)
 
 
-
 def box(centre, angle, width=40.0, height=20.0, wedge=0.0):
     """Corners TL, TR, BR, BL of a `width` x `height` body tilted by `angle` degrees about `centre`;
     a `wedge` (degrees) tilts the upper endplate by +wedge/2 and the lower one by -wedge/2."""

@@ -81,7 +81,9 @@ def test_a_film_without_ground_truth_only_adds_false_positives():
     accumulator.add("good", [rect("L1", 0, 0, 10, 10)], [rect("L1", 0, 0, 10, 10)], [0.9], SHAPE)
     empty = accumulator.add("empty", [], [rect("L1", 0, 0, 10, 10), rect("L2", 20, 20, 30, 30)], [0.9, 0.8], SHAPE)
     image = empty.image_row
-    assert all(math.isnan(image[k]) for k in ("identification_rate", "mean_dice_identified", "image_dice", "matched_rate"))
+    assert all(
+        math.isnan(image[k]) for k in ("identification_rate", "mean_dice_identified", "image_dice", "matched_rate")
+    )
     assert (image["false_positives"], len(fp_rows(empty)), image["missed"]) == (2, 2, 0)
     summary = accumulator.summary()
     assert summary["identification_rate"] == 1.0 and summary["mean_image_dice"] == 1.0  # NaN row left out
@@ -124,7 +126,9 @@ def test_boundary_distances_of_a_matched_pair():
 
 def test_matching_on_iou_is_stricter_than_on_dice():
     gt, pred = [rect("L1", 0, 0, 10, 10)], [rect("L1", 5, 0, 15, 10)]  # Dice 0.5, IoU 1/3
-    assert film(gt, pred, EvaluationSettings(match_on="dice", surface=False, map_classes=None)).image_row["matched"] == 1
+    assert (
+        film(gt, pred, EvaluationSettings(match_on="dice", surface=False, map_classes=None)).image_row["matched"] == 1
+    )
     assert film(gt, pred, EvaluationSettings(match_on="iou", surface=False, map_classes=None)).image_row["matched"] == 0
 
 
@@ -138,7 +142,14 @@ def test_summary_over_films_and_levels():
     assert summary["mean_dice_identified"] == pytest.approx((1 + 1 + 0.5) / 3)
     assert summary["mean_image_dice"] == pytest.approx((1.0 + 0.25) / 2)
     assert summary["per_level"]["L1"] == pytest.approx(
-        {"n": 2, "identified": 2, "identification_rate": 1.0, "mean_dice": 0.75, "matched_rate": 1.0, "label_accuracy": 1.0}
+        {
+            "n": 2,
+            "identified": 2,
+            "identification_rate": 1.0,
+            "mean_dice": 0.75,
+            "matched_rate": 1.0,
+            "label_accuracy": 1.0,
+        }
     )
     assert summary["per_level"]["L2"]["identification_rate"] == 0.5 and list(summary["per_level"]) == ["L1", "L2"]
     one = summary["one_to_one"]

@@ -19,7 +19,9 @@ def rect(level, x0, y0, x1, y1):
 def accumulator():
     accumulator = MetricAccumulator(EvaluationSettings(surface=True, map_classes="agnostic"))
     gt = [rect("L1", 0, 0, 10, 10), rect("L2", 0, 20, 10, 30)]
-    accumulator.add("perfect", gt, [rect("L1", 0, 0, 10, 10), rect("L2", 0, 20, 10, 30)], [0.9, 0.9], (40, 40), (0.5, 0.5))
+    accumulator.add(
+        "perfect", gt, [rect("L1", 0, 0, 10, 10), rect("L2", 0, 20, 10, 30)], [0.9, 0.9], (40, 40), (0.5, 0.5)
+    )
     accumulator.add("half", gt, [rect("L1", 5, 0, 15, 10)], [0.8], (40, 40))  # L1 at Dice 0.5, L2 missed
     accumulator.add("no_gt", [], [rect("L3", 20, 20, 30, 30)], [0.3], (40, 40))
     return accumulator

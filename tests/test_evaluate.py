@@ -20,8 +20,13 @@ from spinefm.pipeline.outputs import write_outputs
 from spinefm.pipeline.types import Instance, LoopResult, MaskCrop, Trace
 from train_runs import REPO
 
-SMALL = ["dataset=synthetic", "dataset.reader.num_images={train:0,val:0,test:6}", "dataset.reader.phantom.image_size=192",
-         "progress_bar=false", "num_workers=0"]
+SMALL = [
+    "dataset=synthetic",
+    "dataset.reader.num_images={train:0,val:0,test:6}",
+    "dataset.reader.phantom.image_size=192",
+    "progress_bar=false",
+    "num_workers=0",
+]
 
 
 def evaluate(output, *extra, env=None):
@@ -46,7 +51,16 @@ def oracle_folder(folder, records, drop=()):
         instances = []
         for vertebra in record.vertebrae:
             mask, offset = vertebra.mask_crop()
-            instances.append(Instance(MaskCrop(mask.astype(np.float32), offset), mask, vertebra.centroid(), 1.0, "seed", level=vertebra.level))
+            instances.append(
+                Instance(
+                    MaskCrop(mask.astype(np.float32), offset),
+                    mask,
+                    vertebra.centroid(),
+                    1.0,
+                    "seed",
+                    level=vertebra.level,
+                )
+            )
         result = LoopResult(record.id, record.image.shape, record.view, instances, Trace())
         write_outputs(folder, result, record.image, {"file": None}, {"max_side": 256, "alpha": 0.4})
 
@@ -77,22 +91,38 @@ def test_an_oracle_folder_scores_perfectly_and_a_missing_film_is_all_missed(tmp_
     clinical = {row["image_id"]: row for row in rows(tmp_path / "report" / "clinical.csv")}
     for record in records[1:]:  # the same outlines give the same angles
         row = clinical[record.id]
-        measured = [k[len("pred_"):] for k in row if k.startswith("pred_") and row[k] and not k.endswith(("levels", "shape"))]
-        assert measured and all(float(row[f"pred_{k}"]) == pytest.approx(float(row[f"annotated_{k}"])) for k in measured if row[f"annotated_{k}"] != "nan")
+        measured = [
+            k[len("pred_") :] for k in row if k.startswith("pred_") and row[k] and not k.endswith(("levels", "shape"))
+        ]
+        assert measured and all(
+            float(row[f"pred_{k}"]) == pytest.approx(float(row[f"annotated_{k}"]))
+            for k in measured
+            if row[f"annotated_{k}"] != "nan"
+        )
     assert (tmp_path / "report" / "worst" / f"{dropped.id}.png").is_file()  # the worst film is pictured
     assert "identification rate" in stdout and "without prediction 1" in stdout
 
 
 def test_the_pipeline_on_tiny_models_writes_every_report_file_and_logs_to_wandb_offline(manifest, tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "SPINEFM_WANDB_OFFLINE": "true"}
-    summary, _ = evaluate(tmp_path / "report", f"pipeline.checkpoints={manifest}", "wandb.enabled=true", "worst_films=2", env=env)
+    summary, _ = evaluate(
+        tmp_path / "report", f"pipeline.checkpoints={manifest}", "wandb.enabled=true", "worst_films=2", env=env
+    )
     report = tmp_path / "report"
-    for name in ("per_vertebra.csv", "per_image.csv", "per_level.csv", "clinical.csv", "per_level_dice.png", "identification_rate.png"):
+    for name in (
+        "per_vertebra.csv",
+        "per_image.csv",
+        "per_level.csv",
+        "clinical.csv",
+        "per_level_dice.png",
+        "identification_rate.png",
+    ):
         assert (report / name).is_file(), name
     assert len(list((report / "worst").glob("*.png"))) == 2
     assert summary["run"]["checkpoints"] == str(manifest) and summary["run"]["inference"]["world_size"] == 1
     assert sorted(p.name for p in (report / "predictions").glob("*.json") if p.name != "summary.json") == sorted(
-        f"{r.id}.json" for r in synthetic_test_records())
+        f"{r.id}.json" for r in synthetic_test_records()
+    )
     assert summary["identified"] == round(summary["identification_rate"] * summary["n_gt"])
     assert summary["config"]["metrics"]["identify_dice"] == 0.4
     runs = list((report / "wandb").glob("offline-run-*"))
@@ -103,7 +133,9 @@ def test_a_stopped_evaluation_says_so_and_writes_no_figures(tmp_path, monkeypatc
     records = synthetic_test_records()
     oracle_folder(tmp_path / "oracle", records)
     with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("evaluate", [*SMALL, f"predictions={tmp_path / 'oracle'}", f"paths.output_dir={tmp_path / 'report'}"])
+        cfg = compose(
+            "evaluate", [*SMALL, f"predictions={tmp_path / 'oracle'}", f"paths.output_dir={tmp_path / 'report'}"]
+        )
 
     def stopped_while_scoring(*args):
         raise Interrupted(signal.SIGTERM)

@@ -24,7 +24,9 @@ def one_error_line(done) -> str:
     """The error line, after asserting it is the only one and there is no traceback (import warnings may precede it)."""
     assert done.returncode == 2, f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     lines = done.stderr.strip().splitlines()
-    assert "Traceback" not in done.stderr and [line for line in lines if line.startswith("error:")] == lines[-1:], done.stderr
+    assert "Traceback" not in done.stderr and [line for line in lines if line.startswith("error:")] == lines[-1:], (
+        done.stderr
+    )
     return lines[-1]
 
 
@@ -35,13 +37,21 @@ def raised_by_a_target(cause: Exception) -> InstantiationException:
     return error
 
 
-@pytest.mark.parametrize("error, line", [
-    (FileNotFoundError("checkpoint manifest m.json not found"), "error: checkpoint manifest m.json not found"),
-    (UserError("no stage"), "error: no stage"),
-    (None, "error: input is required: add input=..."),  # a mandatory value left out (???)
-    (raised_by_a_target(FileNotFoundError("dataset root /x is not a folder")), "error: dataset root /x is not a folder"),
-])
-def test_a_user_error_is_one_line_and_status_2_and_the_traceback_needs_hydra_full_error(error, line, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "error, line",
+    [
+        (FileNotFoundError("checkpoint manifest m.json not found"), "error: checkpoint manifest m.json not found"),
+        (UserError("no stage"), "error: no stage"),
+        (None, "error: input is required: add input=..."),  # a mandatory value left out (???)
+        (
+            raised_by_a_target(FileNotFoundError("dataset root /x is not a folder")),
+            "error: dataset root /x is not a folder",
+        ),
+    ],
+)
+def test_a_user_error_is_one_line_and_status_2_and_the_traceback_needs_hydra_full_error(
+    error, line, capsys, monkeypatch
+):
     @entry_point(stoppable=True)
     def task(cfg):
         if error is None:
@@ -71,8 +81,15 @@ def test_other_errors_are_not_taken_for_a_users(error, capsys):
 def test_a_folder_without_images_is_one_line_naming_it_and_the_suffixes_before_checkpoints_load(tmp_path):
     (tmp_path / "films").mkdir()
     (tmp_path / "films" / "notes.txt").write_text("not a film")
-    line = one_error_line(run("infer.py", f"input={tmp_path / 'films'}", f"output={tmp_path / 'out'}",
-                              f"pipeline.checkpoints={tmp_path / 'no' / 'manifest.json'}", f"paths.log_dir={tmp_path / 'logs'}"))
+    line = one_error_line(
+        run(
+            "infer.py",
+            f"input={tmp_path / 'films'}",
+            f"output={tmp_path / 'out'}",
+            f"pipeline.checkpoints={tmp_path / 'no' / 'manifest.json'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        )
+    )
     assert str(tmp_path / "films") in line and all(suffix in line for suffix in IMAGE_SUFFIXES)
 
 
@@ -86,17 +103,30 @@ def test_every_film_failed_exits_1(manifest, tmp_path):
 
 
 def test_evaluate_exits_1_when_films_failed(manifest, tmp_path):
-    done = run("evaluate.py", f"hydra.run.dir={tmp_path}", f"pipeline.checkpoints={manifest}", "dataset=synthetic",
-               "dataset.reader.num_images={train:0,val:0,test:2}", "dataset.reader.phantom.image_size=128", "min_side=200",
-               "progress_bar=false", "num_workers=0", "worst_films=0")
+    done = run(
+        "evaluate.py",
+        f"hydra.run.dir={tmp_path}",
+        f"pipeline.checkpoints={manifest}",
+        "dataset=synthetic",
+        "dataset.reader.num_images={train:0,val:0,test:2}",
+        "dataset.reader.phantom.image_size=128",
+        "min_side=200",
+        "progress_bar=false",
+        "num_workers=0",
+        "worst_films=0",
+    )
     assert done.returncode == 1 and "error: films failed: 2" in done.stderr, done.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["run"]["failed"] == 2 and all("too small" in f["reason"] for f in summary["run"]["inference"]["failed"])
+    assert summary["run"]["failed"] == 2 and all(
+        "too small" in f["reason"] for f in summary["run"]["inference"]["failed"]
+    )
 
 
 def test_train_help_needs_no_stage_and_train_without_one_is_one_line(tmp_path):
     helped = run("train.py", "--help")
-    assert helped.returncode == 0 and "stage: maskrcnn" in helped.stdout and "Traceback" not in helped.stderr, helped.stderr[-3000:]
+    assert helped.returncode == 0 and "stage: maskrcnn" in helped.stdout and "Traceback" not in helped.stderr, (
+        helped.stderr[-3000:]
+    )
     line = one_error_line(run("train.py", f"paths.log_dir={tmp_path}"))
     assert "stage=<maskrcnn|" in line and "experiment=train_all" in line
     assert not list(tmp_path.iterdir()), "no run folder for a run that cannot start"

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from spinefm.data.levels import LEVELS
-from spinefm.pipeline import STOP_REASONS
-from spinefm.pipeline.inputs import find_inputs
 from spinefm.io_utils import atomic_write_json
+from spinefm.pipeline import STOP_REASONS
 from spinefm.pipeline.components import load_loop
 from spinefm.pipeline.films import FilmSettings
+from spinefm.pipeline.inputs import find_inputs
 from spinefm.pipeline.outputs import instances_json, label_map, overlay, polygons, read_prediction
 from spinefm.pipeline.predict import predict_films
 from spinefm.pipeline.roles import ROLES
@@ -64,15 +64,29 @@ def films(tmp_path_factory):
 
 def infer(manifest, source, output, log_dir, *extra, status=0):
     """The summary of an infer.py run, which exits with `status` (1: some film failed)."""
-    command = [sys.executable, "infer.py", f"pipeline.checkpoints={manifest}", f"input={source}", f"output={output}",
-               f"paths.log_dir={log_dir}", "progress_bar=false", *SIZES, *WALKING, *extra]
+    command = [
+        sys.executable,
+        "infer.py",
+        f"pipeline.checkpoints={manifest}",
+        f"input={source}",
+        f"output={output}",
+        f"paths.log_dir={log_dir}",
+        "progress_bar=false",
+        *SIZES,
+        *WALKING,
+        *extra,
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == status, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     return json.loads((output / "summary.json").read_text())
 
 
 def snapshot(folder):
-    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != "summary.json"}
+    return {
+        p.relative_to(folder).as_posix(): p.stat().st_mtime_ns
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != "summary.json"
+    }
 
 
 def assert_consistent(output, image_id, shape):
@@ -140,7 +154,11 @@ def test_inputs_are_found_sorted_with_ids_from_relative_paths(tmp_path):
     assert found[0].path == tmp_path / "sub" / "1.2.840.5"
     listing = tmp_path / "sub" / "list.txt"
     listing.write_text(f"deeper/c.jpg\n# comment\n\n{tmp_path / 'x.tif'}\ndeeper/c.jpg\nnone.png\n")
-    assert [(i.id, i.path.name) for i in find_inputs(listing)] == [("deeper/c", "c.jpg"), ("none", "none.png"), ("x", "x.tif")]
+    assert [(i.id, i.path.name) for i in find_inputs(listing)] == [
+        ("deeper/c", "c.jpg"),
+        ("none", "none.png"),
+        ("x", "x.tif"),
+    ]
     assert [i.id for i in find_inputs(tmp_path / "sub" / "a.png")] == ["a"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         find_inputs(tmp_path / "nothing")
@@ -155,15 +173,28 @@ def test_inputs_are_found_sorted_with_ids_from_relative_paths(tmp_path):
 
 def hand_made_result(height, width):
     """L1 a 3 x 4 rectangle, L2 below it overlapping one row, T12 a mask partly cut by the border."""
+
     def instance(level, mask, offset):
-        return Instance(MaskCrop(mask.astype(np.float32), offset), mask, np.argwhere(mask)[:, ::-1].mean(0) + offset, 0.9, "seed", level=level)
+        return Instance(
+            MaskCrop(mask.astype(np.float32), offset),
+            mask,
+            np.argwhere(mask)[:, ::-1].mean(0) + offset,
+            0.9,
+            "seed",
+            level=level,
+        )
 
     full = np.ones((3, 4), bool)
     ring = np.ones((5, 5), bool)
     ring[2, 2] = False
-    instances = [instance("T12", np.ones((4, 4), bool), (width - 2, 0)), instance("L1", full, (10, 20)),
-                 instance("L2", ring, (10, 22))]
-    return LoopResult("hand", (height, width), "lateral_lumbar", instances, Trace(stops={"up": "end", "down": "border"}))
+    instances = [
+        instance("T12", np.ones((4, 4), bool), (width - 2, 0)),
+        instance("L1", full, (10, 20)),
+        instance("L2", ring, (10, 22)),
+    ]
+    return LoopResult(
+        "hand", (height, width), "lateral_lumbar", instances, Trace(stops={"up": "end", "down": "border"})
+    )
 
 
 def test_label_map_polygons_and_json_of_a_hand_made_result():
@@ -183,7 +214,9 @@ def test_label_map_polygons_and_json_of_a_hand_made_result():
 
 def test_instances_json_is_strict_and_reads_back_the_exact_masks(tmp_path):
     result = hand_made_result(40, 30)
-    result.trace.steps = [Step(DOWN, 0, np.zeros((3, 2)), np.array([np.nan, 12.0]), "border")]  # a point that left the film
+    result.trace.steps = [
+        Step(DOWN, 0, np.zeros((3, 2)), np.array([np.nan, 12.0]), "border")
+    ]  # a point that left the film
     atomic_write_json(tmp_path / "hand.json", instances_json(result, {"file": "hand.png"}))
     text = (tmp_path / "hand.json").read_text()
     assert "NaN" not in text and json.loads(text)["trace"]["steps"][0]["predicted"] == [None, 12.0]
@@ -196,8 +229,14 @@ def test_instances_json_is_strict_and_reads_back_the_exact_masks(tmp_path):
 
 def test_overlay_is_a_downscaled_colour_picture_of_the_masks():
     result = hand_made_result(400, 300)
-    result.instances[1] = Instance(MaskCrop(np.ones((100, 150), np.float32), (50, 100)), np.ones((100, 150), bool),
-                                   np.array([124.5, 149.5]), 0.9, "up", level="L1")
+    result.instances[1] = Instance(
+        MaskCrop(np.ones((100, 150), np.float32), (50, 100)),
+        np.ones((100, 150), bool),
+        np.array([124.5, 149.5]),
+        0.9,
+        "up",
+        level="L1",
+    )
     film = np.tile(np.linspace(0, 4000, 300).astype(np.uint16), (400, 1))
     picture = overlay(film, result, label_map(result), max_side=200, alpha=0.5)
     assert picture.shape == (200, 150, 3) and picture.dtype == np.uint8
@@ -210,29 +249,56 @@ def test_overlay_is_a_downscaled_colour_picture_of_the_masks():
 
 def test_two_cpu_processes_share_the_films_and_write_each_once(manifest, films, tmp_path):
     output = tmp_path / "ddp"
-    summary = infer(manifest, films, output, tmp_path / "logs", "trainer.accelerator=cpu", "trainer.devices=2",
-                    "trainer.strategy=ddp", "films_per_batch=2", "num_workers=0", status=1)
+    summary = infer(
+        manifest,
+        films,
+        output,
+        tmp_path / "logs",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "films_per_batch=2",
+        "num_workers=0",
+        status=1,
+    )
     assert summary["world_size"] == 2 and summary["total"] == len(GOOD) + len(BAD)
     assert sorted(summary["processed"]) == sorted(GOOD) and {f["id"] for f in summary["failed"]} == set(BAD)
     assert all(rank["processed"] > 0 for rank in summary["per_rank"])  # both ranks did real work
     assert sum(rank["processed"] + rank["failed"] for rank in summary["per_rank"]) == summary["total"]
-    assert sorted(p.name for p in output.rglob("*.json") if p.name != "summary.json") == sorted(f"{Path(i).name}.json" for i in GOOD)
+    assert sorted(p.name for p in output.rglob("*.json") if p.name != "summary.json") == sorted(
+        f"{Path(i).name}.json" for i in GOOD
+    )
     assert len(list((tmp_path / "logs" / "infer" / "runs").iterdir())) == 1  # one run folder, not one per process
 
 
 def test_bf16_autocast_runs_medsa_and_classifier_in_bf16_and_keeps_coordinates_float32(manifest, films, tmp_path):
     from lightning.pytorch import Trainer
 
-    loop = load_loop(manifest, {"mask_threshold": 0.0, "final_threshold": 0.0, "overlap_iou": 1.0, "max_steps": 2},
-                     overrides={"maskrcnn": {"score_threshold": 0.0, "mask_threshold": 0.5}})
+    loop = load_loop(
+        manifest,
+        {"mask_threshold": 0.0, "final_threshold": 0.0, "overlap_iou": 1.0, "max_steps": 2},
+        overrides={"maskrcnn": {"score_threshold": 0.0, "mask_threshold": 0.5}},
+    )
     dtypes = {role: set() for role in ROLES}
     for part, component in loop.components.items():
         for module in component.model.modules():
             if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
                 module.register_forward_hook(lambda m, i, out, part=part: dtypes[part].add(out.dtype))
-    trainer = lambda callbacks: Trainer(accelerator="cpu", devices=1, precision="bf16-mixed", logger=False,
-                                        enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
-    summary = predict_films(loop, find_inputs(films / "a.png"), tmp_path / "bf16", trainer, settings=FilmSettings(min_side=40))
+
+    def trainer(callbacks):
+        return Trainer(
+            accelerator="cpu",
+            devices=1,
+            precision="bf16-mixed",
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=callbacks,
+        )
+
+    summary = predict_films(
+        loop, find_inputs(films / "a.png"), tmp_path / "bf16", trainer, settings=FilmSettings(min_side=40)
+    )
     assert summary["processed"] == ["a"]
     assert torch.bfloat16 in dtypes["segmenter"] and torch.bfloat16 in dtypes["classifier"]
     assert dtypes["detector"] == {torch.float32} and dtypes["predictor"] == {torch.float32}

@@ -103,13 +103,20 @@ def test_adapters_load_from_the_manifest_and_detect(manifest):
         assert detections, "an untrained detector still scores above 0"
         for d in detections:
             x0, y0 = d.probability.offset
-            assert 0 <= x0 and 0 <= y0 and x0 + d.probability.shape[1] <= width and y0 + d.probability.shape[0] <= height
+            assert (
+                0 <= x0 and 0 <= y0 and x0 + d.probability.shape[1] <= width and y0 + d.probability.shape[0] <= height
+            )
             assert np.isfinite(d.centroid).all() and 0 <= d.centroid[0] < width and 0 <= d.centroid[1] < height
             assert d.area > 0 and 0 <= d.score <= 1
     centres = np.array([[20.0, 30.0], [60.0, 70.0]])
-    assert components.predictor.predict(np.stack([centres[[0, 1, 0]]] * 2), np.array([[100.0, 128.0]] * 2)).shape == (2, 2)
+    assert components.predictor.predict(np.stack([centres[[0, 1, 0]]] * 2), np.array([[100.0, 128.0]] * 2)).shape == (
+        2,
+        2,
+    )
     film = to_uint8(images[0])
-    first, second = components.classifier.classify([Patches(film, centres, (20, 30)), Patches(film, centres[:1], (30,))])
+    first, second = components.classifier.classify(
+        [Patches(film, centres, (20, 30)), Patches(film, centres[:1], (30,))]
+    )
     assert first.shape == (2, len(components.classifier.classes)) and np.allclose(first.sum(axis=1), 1.0)
     assert second.shape == (1, len(components.classifier.classes))
     with pytest.raises(ValueError, match="no checkpoint"):
@@ -133,7 +140,12 @@ def test_the_loop_runs_end_to_end_on_tiny_models(manifest):
                 assert 0 <= instance.centroid[0] <= width - 1 and 0 <= instance.centroid[1] <= height - 1
                 assert instance.level is not None and instance.mask.any()
                 x0, y0 = instance.offset  # a crop inside the film (the whole film where the patch covers it)
-                assert 0 <= x0 and 0 <= y0 and x0 + instance.mask.shape[1] <= width and y0 + instance.mask.shape[0] <= height
+                assert (
+                    0 <= x0
+                    and 0 <= y0
+                    and x0 + instance.mask.shape[1] <= width
+                    and y0 + instance.mask.shape[0] <= height
+                )
         walked = loop.run(record.load_image(), view=record.view)
         assert walked.trace.status == "ok" and walked.trace.steps  # every component was called
         assert all(len(walked.trace.steps_in(d)) <= 3 for d in ("up", "down"))
@@ -143,4 +155,6 @@ def test_a_loop_config_object_is_used_as_given(manifest):
     config = LoopConfig(max_steps=2)
     loop = load_loop(manifest, config)
     assert isinstance(loop, InductiveLoop) and loop.config.max_steps == 2 and loop.config.mask_threshold == 0.9
-    assert loop.config.labels.first_level == "C2" and config.labels.first_level is None  # the caller's object is untouched
+    assert (
+        loop.config.labels.first_level == "C2" and config.labels.first_level is None
+    )  # the caller's object is untouched

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from oracles import END_LEVELS, one_hot
 from spinefm.data.levels import level_range
 from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END, VERTEBRA, class_names, levels_between_ends
 from spinefm.pipeline import ChainView, DecodeConfig, decode_chain
 from spinefm.pipeline.decode import l6_rate_from_counts
-from oracles import END_LEVELS, one_hot
 
 CLASSES = class_names(END_LEVELS)  # background, vertebra, top_end, bottom_end
 AP = ChainView.of("T1", "L5", "T1", "L5", "top")
@@ -34,7 +34,9 @@ def test_a_clean_chain_is_its_range():
     assert decoded.levels == level_range("T1", "L5") and all(decoded.kept)
 
 
-@pytest.mark.parametrize("index, wrong", [(13, BOTTOM_END), (2, TOP_END), (8, BACKGROUND), (15, BACKGROUND), (1, BOTTOM_END)])
+@pytest.mark.parametrize(
+    "index, wrong", [(13, BOTTOM_END), (2, TOP_END), (8, BACKGROUND), (15, BACKGROUND), (1, BOTTOM_END)]
+)
 def test_one_wrong_call_changes_no_level(index, wrong):
     """An early end, a background call in the middle or next to an end: the chain outvotes it."""
     calls = ap_calls()
@@ -94,7 +96,14 @@ def test_the_count_prior_decides_l6():
     through L6; with none, as T11..S1."""
     calls = [VERTEBRA] * 7 + [BOTTOM_END]
     assert decode(calls, ChainView.of(None, "S1", "C2", "S1", "bottom", l6_rate=0.9)).levels == [
-        "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1"
+        "T12",
+        "L1",
+        "L2",
+        "L3",
+        "L4",
+        "L5",
+        "L6",
+        "S1",
     ]
     assert decode(calls, ChainView.of(None, "S1", "C2", "S1", "bottom", l6_rate=0.0)).levels == level_range("T11", "S1")
 
@@ -139,4 +148,6 @@ def test_the_training_class_prior_is_divided_out():
     assert decoded.levels == level_range("T5", "L5") + [None]
     equal = probabilities / prior
     equal /= equal.sum(axis=1, keepdims=True)
-    assert decode_chain(equal, CLASSES, np.zeros(14), AP, DecodeConfig()).log_likelihood == pytest.approx(decoded.log_likelihood)
+    assert decode_chain(equal, CLASSES, np.zeros(14), AP, DecodeConfig()).log_likelihood == pytest.approx(
+        decoded.log_likelihood
+    )

@@ -6,14 +6,24 @@ import pytest
 import torch
 
 from benchmarks.pipeline_speed import MODES, ForwardClock, benchmark
+from oracles import (
+    END_LEVELS,
+    LABELS,
+    OracleClassifier,
+    OracleDetector,
+    OraclePredictor,
+    OracleSegmenter,
+    Truth,
+    middle,
+    phantom,
+)
 from spinefm.data.intensity import to_uint8
+from spinefm.models.spine_end import class_names
 from spinefm.pipeline import InductiveLoop
 from spinefm.pipeline.lockstep import LockstepRunner
 from spinefm.pipeline.roles import ROLES
 from spinefm.pipeline.types import DOWN, UP
 from spinefm.synthetic import PhantomConfig, generate_phantom
-from spinefm.models.spine_end import class_names
-from oracles import END_LEVELS, LABELS, OracleClassifier, OracleDetector, OraclePredictor, OracleSegmenter, Truth, middle, phantom
 
 
 def _key(image) -> bytes:
@@ -28,7 +38,12 @@ class Films:
         self.oracles = {}
         for record, indices in zip(records, detected):
             truth = Truth(record)
-            self.oracles[_key(record.image)] = (OracleDetector(truth, indices), OracleSegmenter(truth), OraclePredictor(truth), OracleClassifier(truth))
+            self.oracles[_key(record.image)] = (
+                OracleDetector(truth, indices),
+                OracleSegmenter(truth),
+                OraclePredictor(truth),
+                OracleClassifier(truth),
+            )
         self.batches = {"detect": [], "segment": [], "classify": [], "predict": []}
 
     def components(self):
@@ -91,17 +106,38 @@ def films_and_detections():
 
 
 def assert_same(result, expected, same_step_order=True):
-    assert (result.image_id, result.view, result.image_shape) == (expected.image_id, expected.view, expected.image_shape)
+    assert (result.image_id, result.view, result.image_shape) == (
+        expected.image_id,
+        expected.view,
+        expected.image_shape,
+    )
     assert result.levels == expected.levels and result.trace.stops == expected.trace.stops
-    assert (result.trace.status, result.trace.seeds, result.trace.dropped) == (expected.trace.status, expected.trace.seeds, expected.trace.dropped)
+    assert (result.trace.status, result.trace.seeds, result.trace.dropped) == (
+        expected.trace.status,
+        expected.trace.seeds,
+        expected.trace.dropped,
+    )
     for a, b in zip(result.instances, expected.instances, strict=True):
-        assert a.offset == b.offset and np.array_equal(a.mask, b.mask) and np.array_equal(a.probability.values, b.probability.values)
-        assert np.array_equal(a.centroid, b.centroid) and (a.source, a.spine_class, a.score) == (b.source, b.spine_class, b.score)
+        assert (
+            a.offset == b.offset
+            and np.array_equal(a.mask, b.mask)
+            and np.array_equal(a.probability.values, b.probability.values)
+        )
+        assert np.array_equal(a.centroid, b.centroid) and (a.source, a.spine_class, a.score) == (
+            b.source,
+            b.spine_class,
+            b.score,
+        )
     groups = [result.trace.steps] if same_step_order else [result.trace.steps_in(d) for d in (UP, DOWN)]
     expected_groups = [expected.trace.steps] if same_step_order else [expected.trace.steps_in(d) for d in (UP, DOWN)]
     for steps, expected_steps in zip(groups, expected_groups):
-        assert [(s.direction, s.index, s.outcome, s.spine_class) for s in steps] == [(s.direction, s.index, s.outcome, s.spine_class) for s in expected_steps]
-        assert all(np.array_equal(s.predicted, e.predicted) and np.array_equal(s.window, e.window) for s, e in zip(steps, expected_steps))
+        assert [(s.direction, s.index, s.outcome, s.spine_class) for s in steps] == [
+            (s.direction, s.index, s.outcome, s.spine_class) for s in expected_steps
+        ]
+        assert all(
+            np.array_equal(s.predicted, e.predicted) and np.array_equal(s.window, e.window)
+            for s, e in zip(steps, expected_steps)
+        )
 
 
 @pytest.mark.parametrize("sequential", [False, True])
@@ -118,7 +154,11 @@ def test_lockstep_gives_each_films_own_results_with_one_batch_per_component_and_
     for result, one in zip(results, expected, strict=True):
         assert_same(result, one)
     assert [r.trace.status for r in results] == ["ok"] * 3 + ["no_detections", "ok", "ok"]
-    assert [len(r.instances) for r in results] == [len(r.vertebrae) for r in records[:3]] + [0, len(results[4].instances), 1]
+    assert [len(r.instances) for r in results] == [len(r.vertebrae) for r in records[:3]] + [
+        0,
+        len(results[4].instances),
+        1,
+    ]
     assert results[4].trace.steps and results[5].trace.stops == {UP: "one_seed", DOWN: "one_seed"}
     # one detector call per film shape; the same requests as film by film in fewer, fuller calls
     assert films.batches["detect"] == [1] * len(records)  # every test film has its own shape
@@ -171,8 +211,13 @@ def test_benchmark_core_splits_every_mode_into_forwards_and_other():
     records, detected = films_and_detections()
     records, detected = records[:2], detected[:2]
     films = Films(records, detected)
-    report = benchmark(InductiveLoop(*films.components(), {"labels": LABELS}), [r.image for r in records], [r.view for r in records])
-    assert set(report) == {"images", "precision", "modes", "lockstep_over_sequential", "same_levels"} and report["images"] == 2
+    report = benchmark(
+        InductiveLoop(*films.components(), {"labels": LABELS}), [r.image for r in records], [r.view for r in records]
+    )
+    assert (
+        set(report) == {"images", "precision", "modes", "lockstep_over_sequential", "same_levels"}
+        and report["images"] == 2
+    )
     assert list(report["modes"]) == list(MODES) and report["same_levels"] == 2
     for row in report["modes"].values():
         assert row["seconds"] > 0 and row["other_seconds"] == row["seconds"] and row["other_fraction"] == 1.0

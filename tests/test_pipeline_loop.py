@@ -4,13 +4,26 @@ wrong calls, each stop reason, the step cap, few detections, snapping to detecti
 import numpy as np
 import pytest
 
+from oracles import (
+    END_LEVELS,
+    LABELS,
+    PATCH,
+    SEEDS,
+    OracleClassifier,
+    OracleDetector,
+    OraclePredictor,
+    OracleSegmenter,
+    Truth,
+    assert_matches_truth,
+    assert_same_masks,
+    disc,
+    middle,
+    oracle_loop,
+    phantom,
+)
 from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END, VERTEBRA, class_names
 from spinefm.pipeline import STOP_REASONS, Detection, InductiveLoop, LabelConfig
 from spinefm.pipeline.types import DOWN, UP
-from oracles import (
-    END_LEVELS, LABELS, PATCH, SEEDS, OracleClassifier, OracleDetector, OraclePredictor, OracleSegmenter, Truth,
-    assert_matches_truth, assert_same_masks, disc, middle, oracle_loop, phantom,
-)
 
 
 @pytest.mark.parametrize("view", list(SEEDS))
@@ -28,9 +41,15 @@ def test_finds_every_vertebra_with_its_level_from_three_middle_seeds(view):
 
 
 WRONG_CALLS = [  # (view, level, what the classifier says there): an early end, background mid-spine
-    ("lateral_cervical", "C4", TOP_END), ("lateral_cervical", "C5", BACKGROUND), ("lateral_cervical", "C3", BOTTOM_END),
-    ("lateral_lumbar", "L3", BOTTOM_END), ("lateral_lumbar", "L2", BACKGROUND), ("lateral_lumbar", "L4", TOP_END),
-    ("ap_thoracolumbar", "L2", BOTTOM_END), ("ap_thoracolumbar", "T3", TOP_END), ("ap_thoracolumbar", "T8", BACKGROUND),
+    ("lateral_cervical", "C4", TOP_END),
+    ("lateral_cervical", "C5", BACKGROUND),
+    ("lateral_cervical", "C3", BOTTOM_END),
+    ("lateral_lumbar", "L3", BOTTOM_END),
+    ("lateral_lumbar", "L2", BACKGROUND),
+    ("lateral_lumbar", "L4", TOP_END),
+    ("ap_thoracolumbar", "L2", BOTTOM_END),
+    ("ap_thoracolumbar", "T3", TOP_END),
+    ("ap_thoracolumbar", "T8", BACKGROUND),
     ("ap_thoracolumbar", "L4", BACKGROUND),
 ]
 
@@ -46,7 +65,9 @@ def test_one_wrong_call_ends_nothing_and_shifts_no_label(view, level, wrong):
     scores = [0.99 if i in middle(record) else 0.9 for i in everything]  # the middle three are the seeds
     result = oracle_loop(record, everything, classifier=classifier, scores=scores).run(record.image, view=view)
     assert_matches_truth(result, record)
-    assert level in {record.levels[i] for i in result.trace.seeds} or wrong in [s.spine_class for s in result.trace.steps]
+    assert level in {record.levels[i] for i in result.trace.seeds} or wrong in [
+        s.spine_class for s in result.trace.steps
+    ]
     without_detector = oracle_loop(record, middle(record), classifier=classifier).run(record.image, view=view)
     assert_matches_truth(without_detector, record)
 
@@ -57,7 +78,9 @@ def test_levels_without_end_classes_count_from_the_view(view):
     an AP film with all 17 of T1..L5 takes that range."""
     record = phantom(view)
     truth = Truth(record)
-    result = oracle_loop(record, middle(record), classifier=OracleClassifier(truth, end_levels={})).run(record.image, view=view)
+    result = oracle_loop(record, middle(record), classifier=OracleClassifier(truth, end_levels={})).run(
+        record.image, view=view
+    )
     assert_matches_truth(result, record)
     assert all(i.spine_class in ("vertebra",) for i in result.instances)
 
@@ -68,14 +91,19 @@ def test_positions_outside_the_labelled_range_are_dropped():
     labels = LabelConfig(end_levels=END_LEVELS, first_level="L1", last_level="S1")
     result = oracle_loop(record, middle(record), {"labels": labels}).run(record.image, view="lateral_lumbar")
     assert result.levels == record.levels[1:]
-    assert result.trace.chain_kept == [False] + [True] * (len(record.levels) - 1) and result.trace.dropped["decoded_out"] == 1
+    assert (
+        result.trace.chain_kept == [False] + [True] * (len(record.levels) - 1)
+        and result.trace.dropped["decoded_out"] == 1
+    )
     assert_same_masks(result, record, record.vertebrae[1:])
 
 
 def test_overlap_stop_when_the_segmenter_finds_the_previous_vertebra_again():
     record = phantom("lateral_lumbar")
     truth = Truth(record)
-    result = oracle_loop(record, middle(record), predictor=OraclePredictor(truth, velocity=0.05, truthful=False)).run(record.image)
+    result = oracle_loop(record, middle(record), predictor=OraclePredictor(truth, velocity=0.05, truthful=False)).run(
+        record.image
+    )
     assert result.trace.stops == {UP: "overlap", DOWN: "overlap"}
     assert [s.iou for s in result.trace.steps] == [1.0, 1.0]
     assert len(result.instances) == 3
@@ -100,7 +128,9 @@ def test_patience_is_the_number_of_doubtful_steps_that_end_a_direction():
     truth = Truth(record)
     segmenter = OracleSegmenter(truth, blob=2)
     for patience in (1, 2):
-        result = oracle_loop(record, middle(record), {"patience": patience}, segmenter=segmenter).run(record.image, view=record.view)
+        result = oracle_loop(record, middle(record), {"patience": patience}, segmenter=segmenter).run(
+            record.image, view=record.view
+        )
         down = result.trace.steps_in(DOWN)
         assert result.trace.stops[DOWN] == "background" and [s.spine_class for s in down].count(BACKGROUND) == patience
         assert_matches_truth(result, record)
@@ -147,7 +177,9 @@ def test_the_step_cap_holds_on_a_spine_that_never_ends(max_steps):
         classes, class_prior = class_names(END_LEVELS), None
 
         def classify(self, requests):
-            return [np.tile(np.eye(len(self.classes))[self.classes.index(VERTEBRA)], (len(r.centres), 1)) for r in requests]
+            return [
+                np.tile(np.eye(len(self.classes))[self.classes.index(VERTEBRA)], (len(r.centres), 1)) for r in requests
+            ]
 
     class Steady:
         def predict(self, windows, sizes):
@@ -217,9 +249,13 @@ def test_predicted_points_snap_to_unclaimed_detections_and_strays_are_counted():
     result = loop.run(record.image, view=record.view)
     assert_matches_truth(result, record)
     on_spine = [s for s in result.trace.steps if s.refined is not None]
-    assert on_spine and all(s.snapped is not None and np.allclose(s.prompt, truth.centroids[truth.at(s.snapped)]) for s in on_spine)
+    assert on_spine and all(
+        s.snapped is not None and np.allclose(s.prompt, truth.centroids[truth.at(s.snapped)]) for s in on_spine
+    )
     assert result.trace.unclaimed == 1
-    unsnapped = oracle_loop(record, everything, {"snap_radius": 0.0}, predictor=Sideways(truth), scores=scores).run(record.image)
+    unsnapped = oracle_loop(record, everything, {"snap_radius": 0.0}, predictor=Sideways(truth), scores=scores).run(
+        record.image
+    )
     assert all(s.snapped is None for s in unsnapped.trace.steps)
 
 
@@ -233,7 +269,9 @@ def test_an_unclaimed_detection_ahead_keeps_a_doubting_direction_going():
     scores = [0.99] * 3 + [0.9, 0.9]
     result = oracle_loop(record, detected, classifier=classifier, scores=scores).run(record.image, view=record.view)
     assert_matches_truth(result, record)
-    stopped = oracle_loop(record, detected, {"lookahead": 0.0}, classifier=classifier, scores=scores).run(record.image, view=record.view)
+    stopped = oracle_loop(record, detected, {"lookahead": 0.0}, classifier=classifier, scores=scores).run(
+        record.image, view=record.view
+    )
     assert stopped.trace.stops[DOWN] == "background" and stopped.trace.steps_in(DOWN)[-1].spine_class == BACKGROUND
     assert len(stopped.trace.chain_kept) < len(result.trace.chain_kept)
 
@@ -257,8 +295,12 @@ def test_a_walk_that_strays_from_the_spine_goes_on_from_the_detection_it_missed(
     detected = middle(record) + list(range(l1 + 1, len(record.vertebrae)))
     scores = [0.99] * 3 + [0.9] * (len(detected) - 3)
     segmenter = OracleSegmenter(truth, blob=2)
-    result = oracle_loop(record, detected, predictor=Stray(truth), segmenter=segmenter, scores=scores).run(record.image, view=record.view)
+    result = oracle_loop(record, detected, predictor=Stray(truth), segmenter=segmenter, scores=scores).run(
+        record.image, view=record.view
+    )
     assert_matches_truth(result, record)
     assert [s.outcome for s in result.trace.steps_in(DOWN)].count("rewound") == 3
-    stopped = oracle_loop(record, detected, {"lookahead": 0.0}, predictor=Stray(truth), segmenter=segmenter, scores=scores)
+    stopped = oracle_loop(
+        record, detected, {"lookahead": 0.0}, predictor=Stray(truth), segmenter=segmenter, scores=scores
+    )
     assert stopped.run(record.image, view=record.view).trace.stops[DOWN] == "background"

@@ -4,13 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
+from oracles import middle, oracle_loop, phantom
 from spinefm.data.patches import crop_patch
 from spinefm.pipeline import MaskCrop
 from spinefm.pipeline.geometry import best_run, order_along_spine
-from spinefm.pipeline.selection import deduplicate
 from spinefm.pipeline.patching import paste, resample
+from spinefm.pipeline.selection import deduplicate
 from spinefm.pipeline.types import Instance
-from oracles import middle, oracle_loop, phantom
 
 
 def test_seeds_are_the_consecutive_run_with_the_best_mean_score():

@@ -2,11 +2,11 @@
 
 import json
 
+from oracles import OracleSegmenter, Truth, middle, oracle_loop, phantom
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline import DecodeConfig
 from spinefm.pipeline.outputs import instances_json, read_chain
 from spinefm.pipeline.redecode import main, redecode
-from oracles import OracleSegmenter, Truth, middle, oracle_loop, phantom
 
 
 def written(tmp_path, result) -> dict:
@@ -21,7 +21,9 @@ def round_trip(path, payload) -> dict:
 def test_the_same_settings_give_the_same_instances(tmp_path):
     record = phantom("lateral_cervical")
     truth = Truth(record)
-    result = oracle_loop(record, middle(record), segmenter=OracleSegmenter(truth, blob=2)).run(record.image, view=record.view)
+    result = oracle_loop(record, middle(record), segmenter=OracleSegmenter(truth, blob=2)).run(
+        record.image, view=record.view
+    )
     payload = written(tmp_path, result)
     assert len(read_chain(payload)) == len(result.trace.chain_kept) > len(result.instances)  # blobs past both ends
     again = round_trip(tmp_path / "again.json", redecode(payload, DecodeConfig()))

@@ -83,9 +83,15 @@ def test_a_new_detector_family_plugs_in_by_its_checkpoint(manifest, tmp_path, ad
     """Registered by name or named by its import path: the loop runs on the stub's detections."""
     checkpoint = stub_checkpoint(tmp_path / "stub.ckpt", adapter)
     stub_manifest = with_entry(manifest, tmp_path, "maskrcnn", "stub", checkpoint)
-    loop = load_loop(stub_manifest, {"mask_threshold": 0.0, "final_threshold": 0.0, "overlap_iou": 1.0, "max_steps": 2}, overrides={"stub": {"radius": 2}})
+    loop = load_loop(
+        stub_manifest,
+        {"mask_threshold": 0.0, "final_threshold": 0.0, "overlap_iou": 1.0, "max_steps": 2},
+        overrides={"stub": {"radius": 2}},
+    )
     assert isinstance(loop.detector, StubDetector) and loop.detector.radius == 2
-    assert loop.detector.info["component"] == "stub" and torch.equal(loop.detector.model.offset.data, torch.tensor([0.5, -0.5]))
+    assert loop.detector.info["component"] == "stub" and torch.equal(
+        loop.detector.model.offset.data, torch.tensor([0.5, -0.5])
+    )
     record = generate_phantom(0, PhantomConfig(image_size=128))
     result = loop.run(record.load_image(), record.view, record.id)
     assert len(result.trace.detection_centroids) == 12 and result.trace.status == "ok" and result.trace.steps
@@ -120,5 +126,9 @@ def test_a_checkpoint_from_before_roles_loads_with_its_components_role(manifest,
         del checkpoint["spinefm"][key]
     torch.save(checkpoint, tmp_path / "old.ckpt")
     model, info = load_component(tmp_path / "old.ckpt")
-    assert (info["role"], info["adapter"], info["builder"]) == ("classifier", "spine_end", "spinefm.models.spine_end:SpineEndClassifier")
+    assert (info["role"], info["adapter"], info["builder"]) == (
+        "classifier",
+        "spine_end",
+        "spinefm.models.spine_end:SpineEndClassifier",
+    )
     assert type(model).__name__ == "SpineEndClassifier"

@@ -29,7 +29,9 @@ def test_processes_write_the_loops_files_report_failures_by_film_and_end_with_th
     spawned = write_all(pool, tmp_path / "spawned", films)
     assert sorted(w.film_id for w in inline) == sorted(VIEWS) and all(w.error is None for w in inline)
     failed = [w for w in spawned if w.error]
-    assert [(w.film_id, w.path) for w in failed] == [("broken", "broken.png")] and "writing outputs failed" in failed[0].error
+    assert [(w.film_id, w.path) for w in failed] == [("broken", "broken.png")] and "writing outputs failed" in failed[
+        0
+    ].error
     assert sorted(w.film_id for w in spawned if not w.error) == sorted(VIEWS)
     names = sorted(p.name for p in (tmp_path / "inline").iterdir())
     assert len(names) == 3 * len(films) and names == sorted(p.name for p in (tmp_path / "spawned").iterdir())

@@ -46,7 +46,9 @@ def test_films_of_one_case_share_a_split(tmp_path):
     write_aasce(tmp_path, names)
     splits = {}
     for split in ("train", "val", "test"):
-        for image_id in AasceReader(tmp_path, split=split, split_fractions={"train": 0.5, "val": 0.25, "test": 0.25}).ids:
+        for image_id in AasceReader(
+            tmp_path, split=split, split_fractions={"train": 0.5, "val": 0.25, "test": 0.25}
+        ).ids:
             splits.setdefault(image_id.split()[0], set()).add(split)
     assert len(splits) == 12 and all(len(s) == 1 for s in splits.values())
 

@@ -49,7 +49,11 @@ def test_level_categories_polygons_and_rle(tmp_path):
 
 @pytest.mark.parametrize("anchor, expected", [("top", ["T12", "L1", "L2"]), ("bottom", ["L4", "L5", "S1"])])
 def test_generic_category_gets_levels_by_order(tmp_path, anchor, expected):
-    write_coco(tmp_path, [ann(1, 7, [quad(10, 70)]), ann(2, 7, [quad(10, 10)]), ann(3, 7, [quad(10, 40)])], [{"id": 7, "name": "vertebra"}])
+    write_coco(
+        tmp_path,
+        [ann(1, 7, [quad(10, 70)]), ann(2, 7, [quad(10, 10)]), ann(3, 7, [quad(10, 40)])],
+        [{"id": 7, "name": "vertebra"}],
+    )
     record = CocoReader(tmp_path, split="all", first_level="T12", last_level="S1", level_anchor=anchor)[0]
     assert record.levels == expected
     assert [v.centroid()[1] for v in record.vertebrae] == [14.5, 44.5, 74.5]
@@ -57,7 +61,9 @@ def test_generic_category_gets_levels_by_order(tmp_path, anchor, expected):
 
 def test_unknown_category_and_bad_segmentation_are_problems(tmp_path):
     categories = [{"id": 1, "name": "L1"}, {"id": 2, "name": "rib"}]
-    write_coco(tmp_path, [ann(1, 1, [quad(10, 10)]), ann(2, 2, [quad(10, 40)]), ann(3, 1, {"size": [H, W]})], categories)
+    write_coco(
+        tmp_path, [ann(1, 1, [quad(10, 10)]), ann(2, 2, [quad(10, 40)]), ann(3, 1, {"size": [H, W]})], categories
+    )
     record = CocoReader(tmp_path, split="all")[0]
     assert record.levels == ["L1"]
     assert sorted(p.kind for p in record.problems) == ["unknown_level", "unreadable_annotation"]
@@ -115,5 +121,7 @@ def test_auto_finds_one_json_or_the_exports_per_split_files(tmp_path):
         write_coco(tmp_path, [ann(1, 1, [quad(5, 5)])], categories, images, name=f"annotations/{split}.json")
     assert CocoReader(tmp_path, split="train").ids == ["a", "b"] and CocoReader(tmp_path, split="test").ids == ["c"]
     assert CocoReader(tmp_path, split="val").ids == []
-    write_coco(tmp_path, [ann(1, 1, [quad(5, 5)])], categories, [{"id": 1, "file_name": "d.png", "height": H, "width": W}])
+    write_coco(
+        tmp_path, [ann(1, 1, [quad(5, 5)])], categories, [{"id": 1, "file_name": "d.png", "height": H, "width": W}]
+    )
     assert CocoReader(tmp_path, split="all").ids == ["d"]  # annotations.json wins when present

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from native_formats import CERVICAL, SIZE, kinds, read_all, write_csxa_native, write_csxa_prepared
 
+from native_formats import CERVICAL, SIZE, kinds, read_all, write_csxa_native, write_csxa_prepared
 from spinefm.data.image_io import looks_inverted
 from spinefm.data.readers.csxa import CsxaReader, parse_point_label, parse_spacing
 
@@ -149,8 +149,12 @@ def test_native_defects_are_reported_and_the_rest_is_read(tmp_path):
         malformed_json=("0000004",),
         missing_json=("0000005",),
         missing_images=("0000006",),
-        extra_shapes={"0000001": [{"label": "C9 top left", "points": [[1, 1]], "shape_type": "point"},
-                                  {"label": "ruler", "points": [[1, 1], [5, 5]], "shape_type": "line"}]},
+        extra_shapes={
+            "0000001": [
+                {"label": "C9 top left", "points": [[1, 1]], "shape_type": "point"},
+                {"label": "ruler", "points": [[1, 1], [5, 5]], "shape_type": "line"},
+            ]
+        },
     )
     records, errors = read_all(CsxaReader(tmp_path, split="all"))
     assert {k: e.problem.kind for k, e in errors.items()} == {
@@ -213,8 +217,12 @@ def test_spacing_json_keys(tmp_path, key):
 
 @pytest.mark.parametrize("id_column", ["filename", "image"])
 def test_spacing_metadata_by_file_name(tmp_path, id_column):
-    write_csxa_native(tmp_path, ids=("0000001", "0000002"), metadata={"0000002": "[0.2, 0.25]"},
-                      metadata_columns=(id_column, "PixelSpacing"))
+    write_csxa_native(
+        tmp_path,
+        ids=("0000001", "0000002"),
+        metadata={"0000002": "[0.2, 0.25]"},
+        metadata_columns=(id_column, "PixelSpacing"),
+    )
     records, _ = read_all(CsxaReader(tmp_path, split="all"))
     assert records["0000002"].spacing_mm == (0.2, 0.25) and records["0000001"].spacing_mm is None
 

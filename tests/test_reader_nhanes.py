@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from native_formats import CERVICAL, LUMBAR, SIZE, kinds, read_all, write_nhanes, write_split_files
 
+from native_formats import CERVICAL, LUMBAR, SIZE, kinds, read_all, write_nhanes, write_split_files
 from spinefm.data.problems import DataError
 from spinefm.data.readers.nhanes import NhanesReader
 
@@ -21,8 +21,12 @@ def test_split_sizes_follow_the_split_files(tmp_path):
 
 
 def test_view_from_the_film_letter(tmp_path):
-    write_nhanes(tmp_path, ids=("C00001", "L00002", "X00003"), splits={"train": ["C00001", "L00002", "X00003"]},
-                 levels={"X00003": CERVICAL})
+    write_nhanes(
+        tmp_path,
+        ids=("C00001", "L00002", "X00003"),
+        splits={"train": ["C00001", "L00002", "X00003"]},
+        levels={"X00003": CERVICAL},
+    )
     records, errors = read_all(NhanesReader(tmp_path, split="train"))
     assert not errors
     assert records["C00001"].view == "lateral_cervical"
@@ -65,7 +69,8 @@ def test_without_split_folder_seeded_fractions_cover_every_image_once(tmp_path):
     assert not (tmp_path / "data_split").exists()
     fractions = {"train": 0.6, "val": 0.2, "test": 0.2}
     by_split = {
-        s: NhanesReader(tmp_path, split=s, split_fractions=fractions, split_seed=3).ids for s in ("train", "val", "test")
+        s: NhanesReader(tmp_path, split=s, split_fractions=fractions, split_seed=3).ids
+        for s in ("train", "val", "test")
     }
     assert sorted(sum(by_split.values(), [])) == sorted(ids)
     assert all(by_split.values())

@@ -51,10 +51,19 @@ def walked(tmp_path_factory):
 @pytest.mark.slow
 def test_walkthrough_exports_checks_trains_and_sweeps(walked):
     folder, _ = walked
-    assert sorted(p.name for p in (folder / "my_spines" / "annotations").iterdir()) == ["test.json", "train.json", "val.json"]
+    assert sorted(p.name for p in (folder / "my_spines" / "annotations").iterdir()) == [
+        "test.json",
+        "train.json",
+        "val.json",
+    ]
     assert list((folder / "outputs" / "check" / "runs").glob("*/dataset_summary.json"))
     manifest = json.loads((folder / "outputs" / "my_spines" / "models" / "manifest.json").read_text())
-    assert manifest["dataset"]["name"] == "coco" and list(manifest["components"]) == ["maskrcnn", "medsa", "point_predictor", "spine_end"]
+    assert manifest["dataset"]["name"] == "coco" and list(manifest["components"]) == [
+        "maskrcnn",
+        "medsa",
+        "point_predictor",
+        "spine_end",
+    ]
     sweep = folder / "outputs" / "train_medsa" / "sweeps" / "medsa_coco"
     with open(sweep / "trials.csv", newline="") as stream:
         assert [row["status"] for row in csv.DictReader(stream)] == ["completed", "completed"]

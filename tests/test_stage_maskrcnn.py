@@ -25,15 +25,29 @@ from spinefm.training.run import build_shallow, dataset_identity, plain
 from train_runs import synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"backbone": "tiny", "min_size": 64, "max_size": 64, "fpn_channels": 16, "box_representation_size": 32,
-        "mask_head_channels": [16], "mask_predictor_channels": 16}
+TINY = {
+    "backbone": "tiny",
+    "min_size": 64,
+    "max_size": 64,
+    "fpn_channels": 16,
+    "box_representation_size": 32,
+    "mask_head_channels": [16],
+    "mask_predictor_channels": 16,
+}
 INFERENCE = {"image_size": 64, "score_threshold": 0.6, "mask_threshold": 0.9, "class_mode": "single"}
-ADAM = ["~stage.module.optimizer", "+stage.module.optimizer={_target_:torch.optim.Adam,lr:1.0e-3}", "stage.module.scheduler=null"]
+ADAM = [
+    "~stage.module.optimizer",
+    "+stage.module.optimizer={_target_:torch.optim.Adam,lr:1.0e-3}",
+    "stage.module.scheduler=null",
+]
 # Large, clear lateral lumbar bodies: a tiny detector learns them from 8 films in ~100 steps.
 EASY_SYNTHETIC = [
-    "dataset.reader.num_images={train:8,val:4,test:0}", "dataset.reader.phantom.image_size=256",
-    "dataset.reader.phantom.views=[lateral_lumbar]", "+dataset.reader.phantom.contrast_range=[0.4,0.5]",
-    "+dataset.reader.phantom.noise_range=[0.005,0.01]", "+dataset.reader.phantom.implant_probability=0",
+    "dataset.reader.num_images={train:8,val:4,test:0}",
+    "dataset.reader.phantom.image_size=256",
+    "dataset.reader.phantom.views=[lateral_lumbar]",
+    "+dataset.reader.phantom.contrast_range=[0.4,0.5]",
+    "+dataset.reader.phantom.noise_range=[0.005,0.01]",
+    "+dataset.reader.phantom.implant_probability=0",
     "+dataset.reader.phantom.cutoff_probability=0",
 ]
 
@@ -55,7 +69,9 @@ def compose_train(*overrides):
 
 def run_train(*overrides, cwd=REPO):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see one_thread
-    result = subprocess.run([sys.executable, "train.py", *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "train.py", *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -126,7 +142,9 @@ def test_init_checkpoint_round_trip_skips_only_class_heads(tmp_path, caplog):
     assert "roi_heads.box_predictor.cls_score.weight" in caplog.text
     loaded = more.state_dict()
     assert loaded["roi_heads.box_predictor.cls_score.weight"].shape[0] == 5
-    assert torch.equal(loaded["backbone.body.layer1.0.0.weight"], source.state_dict()["backbone.body.layer1.0.0.weight"])
+    assert torch.equal(
+        loaded["backbone.body.layer1.0.0.weight"], source.state_dict()["backbone.body.layer1.0.0.weight"]
+    )
     assert torch.equal(loaded["roi_heads.mask_head.0.0.weight"], source.state_dict()["roi_heads.mask_head.0.0.weight"])
 
 
@@ -141,7 +159,9 @@ def test_init_checkpoint_from_a_lightning_file(tmp_path):
 def test_init_checkpoint_of_another_backbone_is_refused(tmp_path):
     path = tmp_path / "tiny.pth"
     torch.save(build_maskrcnn(**TINY).state_dict(), path)
-    with pytest.raises(ValueError, match=r"does not fit a Mask R-CNN with backbone 'resnet18_fpn'.*init_checkpoint: null"):
+    with pytest.raises(
+        ValueError, match=r"does not fit a Mask R-CNN with backbone 'resnet18_fpn'.*init_checkpoint: null"
+    ):
         build_maskrcnn("resnet18_fpn", init_checkpoint=str(path))
     with pytest.raises(ValueError, match=r"other shape \['backbone"):
         build_maskrcnn(**{**TINY, "tiny": {"channels": [8, 16, 32]}}, init_checkpoint=str(path))
@@ -197,7 +217,13 @@ def test_tiny_instances_are_dropped_and_films_without_vertebrae_kept():
 
 def test_augmentation_keeps_masks_boxes_and_labels_together():
     augmentations = [
-        {"_target_": "albumentations.Affine", "rotate": [-20, 20], "scale": [0.8, 1.2], "translate_percent": [-0.1, 0.1], "p": 1.0},
+        {
+            "_target_": "albumentations.Affine",
+            "rotate": [-20, 20],
+            "scale": [0.8, 1.2],
+            "translate_percent": [-0.1, 0.1],
+            "p": 1.0,
+        },
         {"_target_": "albumentations.HorizontalFlip", "p": 0.5},
         {"_target_": "albumentations.RandomBrightnessContrast", "p": 1.0},
     ]
@@ -254,7 +280,9 @@ def test_num_classes_follows_the_class_mode():
     assert per_level.model.roi_heads.box_predictor.cls_score.out_features == 18
     assert MaskRCNNModule(TINY, optimizer, inference=INFERENCE, dataset=dataset).hparams.model["num_classes"] == 2
     with pytest.raises(ValueError, match="needs 18; set it to null"):
-        MaskRCNNModule({**TINY, "num_classes": 2}, optimizer, inference={**INFERENCE, "class_mode": "per_level"}, dataset=dataset)
+        MaskRCNNModule(
+            {**TINY, "num_classes": 2}, optimizer, inference={**INFERENCE, "class_mode": "per_level"}, dataset=dataset
+        )
     with pytest.raises(ValueError, match="lacks \\['mask_threshold'\\]"):
         MaskRCNNModule(TINY, optimizer, inference={k: v for k, v in INFERENCE.items() if k != "mask_threshold"})
 
@@ -262,7 +290,9 @@ def test_num_classes_follows_the_class_mode():
 def test_checkpoints_do_not_need_the_init_file(tmp_path):
     path = tmp_path / "init.pth"
     torch.save(build_maskrcnn(**TINY).state_dict(), path)
-    module = MaskRCNNModule({**TINY, "init_checkpoint": str(path)}, {"_target_": "torch.optim.SGD", "lr": 0.01}, inference=INFERENCE)
+    module = MaskRCNNModule(
+        {**TINY, "init_checkpoint": str(path)}, {"_target_": "torch.optim.SGD", "lr": 0.01}, inference=INFERENCE
+    )
     path.unlink()
     info = module.checkpoint_metadata()
     assert info["model"]["init_checkpoint"] is None and module.hparams.model["init_checkpoint"] == str(path)
@@ -292,10 +322,18 @@ def test_map_on_the_first_every_nth_and_last_validation_recall_on_all(tmp_path):
     from lightning.pytorch.loggers import CSVLogger
 
     data = MaskRCNNDataModule(synthetic_dataset(2, 1, image_size=128), image_size=64, batch_size=1, augmentations=[])
-    module = MaskRCNNModule(TINY, {"_target_": "torch.optim.Adam", "lr": 1e-3}, inference=INFERENCE, map_every_n_validations=2)
+    module = MaskRCNNModule(
+        TINY, {"_target_": "torch.optim.Adam", "lr": 1e-3}, inference=INFERENCE, map_every_n_validations=2
+    )
     checkpoint = ModelCheckpoint(tmp_path, monitor="val/map", mode="max")
-    trainer = Trainer(max_epochs=4, limit_train_batches=1, logger=CSVLogger(tmp_path), enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=[checkpoint, EarlyStopping("val/map", mode="max", patience=5)])
+    trainer = Trainer(
+        max_epochs=4,
+        limit_train_batches=1,
+        logger=CSVLogger(tmp_path),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[checkpoint, EarlyStopping("val/map", mode="max", patience=5)],
+    )
     trainer.fit(module, datamodule=data)
     rows = [row for row in csv.DictReader(open(Path(trainer.log_dir) / "metrics.csv")) if row["val/centroid_recall"]]
     assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]
@@ -307,32 +345,57 @@ def test_map_on_the_first_every_nth_and_last_validation_recall_on_all(tmp_path):
 
 
 def test_stage_config_overrides_reach_model_and_inference():
-    cfg = compose_train("stage=maskrcnn", "dataset=aasce", "stage.module.model.backbone=resnet18_fpn", "stage.data.image_size=512",
-                        "stage.data.class_mode=per_level")
+    cfg = compose_train(
+        "stage=maskrcnn",
+        "dataset=aasce",
+        "stage.module.model.backbone=resnet18_fpn",
+        "stage.data.image_size=512",
+        "stage.data.class_mode=per_level",
+    )
     model = cfg.stage.module.model
     assert (model.min_size, model.max_size, cfg.stage.module.inference.image_size) == (512, 512, 512)
     module = build_shallow(cfg.stage.module, dataset=dataset_identity(cfg.dataset))
     data = build_shallow(cfg.stage.data, dataset=plain(cfg.dataset), seed=0)
     assert module.hparams.model["backbone"] == "resnet18_fpn"
     assert module.hparams.model["num_classes"] == data.num_classes == 18
-    assert module.hparams.inference == {"image_size": 512, "score_threshold": 0.6, "mask_threshold": 0.9,
-                                        "class_mode": "per_level", "levels": data.levels}
+    assert module.hparams.inference == {
+        "image_size": 512,
+        "score_threshold": 0.6,
+        "mask_threshold": 0.9,
+        "class_mode": "per_level",
+        "levels": data.levels,
+    }
     recipe = compose_train("stage=maskrcnn").stage
-    assert (recipe.module.model.backbone, recipe.module.optimizer.lr, recipe.module.scheduler.step_size, recipe.max_epochs,
-            recipe.data.batch_size) == ("resnet50_fpn", 0.005, 3, 10, 4)
+    assert (
+        recipe.module.model.backbone,
+        recipe.module.optimizer.lr,
+        recipe.module.scheduler.step_size,
+        recipe.max_epochs,
+        recipe.data.batch_size,
+    ) == ("resnet50_fpn", 0.005, 3, 10, 4)
 
 
 def test_train_py_fast_dev_run_per_level(tmp_path):
-    run_train("stage=maskrcnn_tiny", "debug=fast_dev_run", "stage.data.class_mode=per_level",
-              "dataset.reader.num_images={train:2,val:1,test:0}", "dataset.reader.phantom.image_size=256",
-              f"hydra.run.dir={tmp_path}")
+    run_train(
+        "stage=maskrcnn_tiny",
+        "debug=fast_dev_run",
+        "stage.data.class_mode=per_level",
+        "dataset.reader.num_images={train:2,val:1,test:0}",
+        "dataset.reader.phantom.image_size=256",
+        f"hydra.run.dir={tmp_path}",
+    )
 
 
 def test_trained_tiny_model_finds_vertebrae_and_its_checkpoint_rebuilds_it(tmp_path):
     overrides = ["stage=maskrcnn_tiny", *EASY_SYNTHETIC, *ADAM, "stage.data.augmentations=[]"]
     # one validation, after the last of 25 epochs (~100 steps): the checkpoint holds the final weights
-    run_train(*overrides, "stage.max_epochs=25", "trainer.check_val_every_n_epoch=25", "callbacks.progress_bar=null",
-              f"hydra.run.dir={tmp_path}")
+    run_train(
+        *overrides,
+        "stage.max_epochs=25",
+        "trainer.check_val_every_n_epoch=25",
+        "callbacks.progress_bar=null",
+        f"hydra.run.dir={tmp_path}",
+    )
     result = json.loads((tmp_path / "metrics.json").read_text())
     recorded = result["metrics"]
 

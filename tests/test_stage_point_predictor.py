@@ -46,7 +46,10 @@ def test_relative_prediction_is_translation_and_scale_invariant():
     base = model(window, size)
     moved = model(window * 3 + torch.tensor([40.0, -7.0]), size * 5)
     np.testing.assert_allclose(moved.detach(), (base * 3 + torch.tensor([40.0, -7.0])).detach(), atol=1e-4)
-    assert not torch.allclose(PointPredictor("absolute", residual=False)(window * 3, size), PointPredictor("absolute", residual=False)(window, size) * 3)
+    assert not torch.allclose(
+        PointPredictor("absolute", residual=False)(window * 3, size),
+        PointPredictor("absolute", residual=False)(window, size) * 3,
+    )
 
 
 def test_trained_model_beats_constant_velocity():
@@ -57,7 +60,9 @@ def test_trained_model_beats_constant_velocity():
     seed_everything(0)
     data = PointPredictorDataModule(SYNTHETIC, batch_size=32, flip_probability=0.5)
     module = PointPredictorModule(model={"hidden": [50]}, optimizer={"_target_": "torch.optim.Adam", "lr": 3e-3})
-    trainer = Trainer(max_epochs=40, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = Trainer(
+        max_epochs=40, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.fit(module, datamodule=data)
     metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
     assert metrics["val/error_px"] < 0.9 * metrics["val/baseline_error_px"]

@@ -10,10 +10,17 @@ import torchvision
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from datamodules.spine_end import SpineEndDataModule, background_ring, beyond_the_ends, class_frequencies, sample_background, vertebra_size
+from datamodules.spine_end import (
+    SpineEndDataModule,
+    background_ring,
+    beyond_the_ends,
+    class_frequencies,
+    sample_background,
+    vertebra_size,
+)
 from spinefm.checkpoints import load_component
-from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.data.patches import median_spacing, patch_side
+from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.models.spine_end import SpineEndClassifier, class_names, vertebra_class
 from spinefm.synthetic import PhantomConfig, generate_phantom
 from spinefm.training.spine_end import SpineEndModule
@@ -111,7 +118,9 @@ def test_patches_are_exact_at_the_image_borders():
     expected_bottom[:7, :7] = image[33:40, 23:30]  # patch spans x = 23..31, y = 33..41
     np.testing.assert_array_equal(patches[0], expected_top)
     np.testing.assert_array_equal(patches[1], expected_bottom)
-    assert patch_side({"mode": "spacing", "spacing_factor": 1.5}, median_spacing(record)) == round(1.5 * np.hypot(24.0, 34.0))
+    assert patch_side({"mode": "spacing", "spacing_factor": 1.5}, median_spacing(record)) == round(
+        1.5 * np.hypot(24.0, 34.0)
+    )
     with pytest.raises(ValueError, match="patch.mode"):
         patch_side({"mode": "relative"}, 10.0)
 
@@ -198,7 +207,9 @@ def test_tiny_model_learns_and_its_checkpoint_reloads(tmp_path, one_thread):
     assert inference["patch"]["mode"] == "spacing"
     assert set(inference["end_levels"]) == {"lateral_cervical", "lateral_lumbar", "ap_thoracolumbar"}
     # the decoder's count prior: only the AP view has both ends, and a whole phantom holds all 17 of T1..L5
-    assert list(inference["level_counts"]) == ["ap_thoracolumbar"] and list(inference["level_counts"]["ap_thoracolumbar"]) == [17]
+    assert list(inference["level_counts"]) == ["ap_thoracolumbar"] and list(
+        inference["level_counts"]["ap_thoracolumbar"]
+    ) == [17]
     assert len(inference["class_prior"]) == 4 and sum(inference["class_prior"]) == pytest.approx(1.0)
 
     checkpoint = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=True)

@@ -78,8 +78,19 @@ def many_films(tmp_path_factory):
 
 def start_infer(manifest, films, output, log_dir, *extra):
     """infer.py in its own process group (as `timeout` and SLURM signal it), one film per batch."""
-    command = [sys.executable, "infer.py", f"pipeline.checkpoints={manifest}", f"input={films}", f"output={output}",
-               f"paths.log_dir={log_dir}", "progress_bar=false", "films_per_batch=1", *SIZES, *WALKING, *extra]
+    command = [
+        sys.executable,
+        "infer.py",
+        f"pipeline.checkpoints={manifest}",
+        f"input={films}",
+        f"output={output}",
+        f"paths.log_dir={log_dir}",
+        "progress_bar=false",
+        "films_per_batch=1",
+        *SIZES,
+        *WALKING,
+        *extra,
+    ]
     with open(output.parent / "infer.log", "w") as log:
         return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -98,7 +109,7 @@ def children(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except (OSError, ValueError):
             continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
             found.append(int(entry.name))
     return found
 
@@ -147,7 +158,9 @@ def test_sigterm_mid_run_keeps_complete_outputs_and_a_rerun_does_the_rest(manife
     done = {p.name[: -len(".json")] for p in output.glob("*.json") if p.name != "summary.json"}
     assert 1 <= len(summary["processed"]) and set(summary["processed"]) <= done and len(done) < FILMS
     names = {p.name for p in output.iterdir()}
-    assert names == {"summary.json"} | {f"{i}{suffix}" for i in done for suffix in (".json", ".labels.png", ".overlay.png")}
+    assert names == {"summary.json"} | {
+        f"{i}{suffix}" for i in done for suffix in (".json", ".labels.png", ".overlay.png")
+    }
 
     assert start_infer(manifest, many_films, output, tmp_path / "logs", "num_workers=2").wait(timeout=300) == 0
     again = json.loads((output / "summary.json").read_text())
@@ -158,8 +171,16 @@ def test_sigterm_mid_run_keeps_complete_outputs_and_a_rerun_does_the_rest(manife
 def test_no_rank_or_worker_outlives_infer_killed_outright(manifest, many_films, tmp_path):
     """Two CPU ranks under DDP with a worker each; rank 0, which launched rank 1, gets SIGKILL."""
     output = tmp_path / "out"
-    process = start_infer(manifest, many_films, output, tmp_path / "logs", "num_workers=1",
-                          "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp")
+    process = start_infer(
+        manifest,
+        many_films,
+        output,
+        tmp_path / "logs",
+        "num_workers=1",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+    )
     first_film_done(process, output)
     deadline = time.monotonic() + 30
     while len(descendants := [*children(process.pid), *(g for c in children(process.pid) for g in children(c))]) < 3:

@@ -37,7 +37,9 @@ def load_study(sweep: Path, name: str) -> optuna.Study:
 def test_every_search_composes_on_keys_of_its_stage(search, tmp_path):
     stage = [] if search != "optuna" else ["stage=spine_end"]  # the generic search takes any stage
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", [f"hparams_search={search}", f"paths.log_dir={tmp_path}", *stage], return_hydra_config=True)
+        cfg = compose(
+            "train", [f"hparams_search={search}", f"paths.log_dir={tmp_path}", *stage], return_hydra_config=True
+        )
     sweeper = cfg.hydra.sweeper
     assert sweeper.direction == {"min": "minimize", "max": "maximize"}[cfg.stage.mode]
     assert sweeper.storage == f"sqlite:///{tmp_path}/train_{cfg.stage.name}/sweeps/{cfg.stage.name}_synthetic/optuna.db"
@@ -54,7 +56,9 @@ def test_an_interrupted_optuna_sweep_resumes_where_it_stopped(tmp_path):
     with open(log, "w") as output:
         first = subprocess.Popen(
             train_command(tmp_path, *search, "stage.max_epochs=3000", "stage.patience=3000", "-m"),
-            cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             # a shell's background job (CI, nohup ... &) ignores SIGINT, and children inherit that: restore Ctrl-C
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
@@ -76,7 +80,11 @@ def test_an_interrupted_optuna_sweep_resumes_where_it_stopped(tmp_path):
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2"]
 
     table = read_table(sweep)
-    assert [(row["job"], row["status"]) for row in table] == [("0", "unfinished"), ("1", "completed"), ("2", "completed")]
+    assert [(row["job"], row["status"]) for row in table] == [
+        ("0", "unfinished"),
+        ("1", "completed"),
+        ("2", "completed"),
+    ]
     for row, trial in zip(table[1:], study.trials[1:]):
         assert float(row["val/error_px"]) == pytest.approx(trial.value) == metrics(sweep / row["job"])["best_value"]
         assert float(row["stage.module.optimizer.lr"]) == pytest.approx(trial.params["stage.module.optimizer.lr"])
@@ -93,8 +101,13 @@ def test_an_interrupted_optuna_sweep_resumes_where_it_stopped(tmp_path):
 def test_a_failing_trial_does_not_end_the_sweep(tmp_path):
     # A grid over an impossible and a good learning rate: both run, in either order.
     run_train(
-        tmp_path, "hparams_search=optuna", "stage=point_predictor", "hydra/sweeper/sampler=grid",
-        "stage.module.optimizer.lr=choice(-1.0,0.001)", "debug=limit", "-m",
+        tmp_path,
+        "hparams_search=optuna",
+        "stage=point_predictor",
+        "hydra/sweeper/sampler=grid",
+        "stage.module.optimizer.lr=choice(-1.0,0.001)",
+        "debug=limit",
+        "-m",
     )
     sweep = tmp_path / "train_point_predictor" / "sweeps" / "point_predictor_synthetic"
     study = load_study(sweep, "point_predictor_synthetic")
@@ -118,13 +131,17 @@ def test_a_grid_sweep_writes_a_folder_and_a_row_per_value(tmp_path):
     assert [float(row["val/error_px"]) for row in table] == pytest.approx(values)
     best = json.loads((sweep / "best.json").read_text())
     winner = table[values.index(min(values))]
-    assert best["value"] == pytest.approx(min(values)) and best["params"] == {"stage.module.optimizer.lr": winner["stage.module.optimizer.lr"]}
+    assert best["value"] == pytest.approx(min(values)) and best["params"] == {
+        "stage.module.optimizer.lr": winner["stage.module.optimizer.lr"]
+    }
 
 
 def test_ddp_trials_of_a_sweep_keep_to_their_own_folders(tmp_path):
     """Lightning starts each DDP trial's second process by re-running the command line: it must run
     that one job in the job's folder, not the sweep again."""
-    run_train(tmp_path, "stage=point_predictor", "stage.module.optimizer.lr=1e-3,1e-2", "trainer=ddp_cpu", "debug=limit", "-m")
+    run_train(
+        tmp_path, "stage=point_predictor", "stage.module.optimizer.lr=1e-3,1e-2", "trainer=ddp_cpu", "debug=limit", "-m"
+    )
     task = tmp_path / "train_point_predictor"
     assert [p.name for p in task.iterdir()] == ["multiruns"]
     (sweep,) = (task / "multiruns").iterdir()
@@ -136,8 +153,18 @@ def test_ddp_trials_of_a_sweep_keep_to_their_own_folders(tmp_path):
 
 def test_runs_started_together_get_their_own_folders(tmp_path):
     """Every entry point shares configs/hydra/default.yaml; the dataset check is the quickest to start."""
-    command = [sys.executable, "-m", "spinefm.data.check", f"paths.log_dir={tmp_path}", "dataset.reader.num_images={train:2,val:1,test:1}", "dataset.reader.phantom.image_size=128"]
-    runs = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "spinefm.data.check",
+        f"paths.log_dir={tmp_path}",
+        "dataset.reader.num_images={train:2,val:1,test:1}",
+        "dataset.reader.phantom.image_size=128",
+    ]
+    runs = [
+        subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     for run in runs:
         _, errors = run.communicate(timeout=300)
         assert run.returncode == 0, errors[-3000:]

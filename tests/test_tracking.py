@@ -54,7 +54,9 @@ def test_a_run_folder_holds_its_config_checkpoints_metrics_and_every_logger(tmp_
 
 
 def test_wandb_groups_the_runs_of_a_sweep_by_its_folder(tmp_path, offline_wandb):
-    run_train(tmp_path, "stage=point_predictor", "debug=limit", "logger=wandb", "stage.module.optimizer.lr=1e-3,1e-2", "-m")
+    run_train(
+        tmp_path, "stage=point_predictor", "debug=limit", "logger=wandb", "stage.module.optimizer.lr=1e-3,1e-2", "-m"
+    )
     (sweep,) = (tmp_path / "train_point_predictor" / "multiruns").iterdir()
     files = [wandb_run_file(sweep / job) for job in ("0", "1")]
     assert files[0].name != files[1].name  # a run each, not the first one continued
@@ -66,8 +68,17 @@ def test_torchrun_processes_share_the_run_folder_named_on_the_command_line(tmp_p
     """The README's torchrun line on two CPU processes: each process runs Hydra, so the folder is named once."""
     run = tmp_path / "train_point_predictor" / "runs" / "torchrun"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "train.py", "stage=point_predictor",
-        "trainer=ddp_cpu", "debug=limit", f"paths.log_dir={tmp_path}", *TINY_DATA, f"hydra.run.dir={run}",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "train.py",
+        "stage=point_predictor",
+        "trainer=ddp_cpu",
+        "debug=limit",
+        f"paths.log_dir={tmp_path}",
+        *TINY_DATA,
+        f"hydra.run.dir={run}",
     ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-5000:]

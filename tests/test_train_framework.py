@@ -24,7 +24,9 @@ def compose_train(*overrides):
 @pytest.mark.parametrize("trainer", options("trainer"))
 @pytest.mark.parametrize("logger", options("logger"))
 def test_trainer_and_logger_options_compose(trainer, logger, tmp_path):
-    cfg = compose_train("stage=point_predictor", f"trainer={trainer}", f"logger={logger}", f"paths.output_dir={tmp_path}")
+    cfg = compose_train(
+        "stage=point_predictor", f"trainer={trainer}", f"logger={logger}", f"paths.output_dir={tmp_path}"
+    )
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
     assert cfg.trainer.max_epochs == cfg.stage.max_epochs
     for name, logger_cfg in cfg.logger.items():
@@ -45,7 +47,9 @@ def test_every_stage_composes_with_callbacks_and_debug(stage, tmp_path):
 
 def test_resume_from_last_checkpoint_continues_the_step_count(tmp_path):
     # mode=max on an error: the best checkpoint stays at epoch 0, last.ckpt must still move on
-    done = run_train(tmp_path, "stage=point_predictor", "stage.max_epochs=2", "stage.mode=max", "trainer.profiler=simple")
+    done = run_train(
+        tmp_path, "stage=point_predictor", "stage.max_epochs=2", "stage.mode=max", "trainer.profiler=simple"
+    )
     assert "FIT Profiler Report" in done.stdout + done.stderr and "run_training_batch" in done.stdout + done.stderr
     (first,) = run_dirs(tmp_path, "train_point_predictor")
     steps = metrics(first)["global_step"]
@@ -95,13 +99,17 @@ def test_every_experiment_composes(experiment, tmp_path):
         assert stage_cfg.stage.module._target_.startswith("spinefm.training.")
         trainer = instantiate(stage_cfg.trainer, _partial_=True)
         assert trainer.keywords["max_epochs"] == stage_cfg.stage.max_epochs
-        assert instantiate(stage_cfg.callbacks.model_checkpoint).dirpath.startswith(str(tmp_path / stage_cfg.stage.name))
+        assert instantiate(stage_cfg.callbacks.model_checkpoint).dirpath.startswith(
+            str(tmp_path / stage_cfg.stage.name)
+        )
 
 
 def test_every_stage_follows_the_top_level_num_workers(tmp_path):
     from spinefm.training.run import stage_config
 
-    cfg = compose_train("experiment=train_all", "num_workers=3", "trainer.profiler=simple", f"paths.output_dir={tmp_path}")
+    cfg = compose_train(
+        "experiment=train_all", "num_workers=3", "trainer.profiler=simple", f"paths.output_dir={tmp_path}"
+    )
     for name in cfg.stages:
         stage_cfg = stage_config(cfg, name, tmp_path / name)
         assert stage_cfg.stage.data.num_workers == 3
@@ -127,8 +135,9 @@ def test_loaders_keep_their_workers_between_epochs(num_workers):
     from datamodules.spine_end import SpineEndDataModule
     from train_runs import synthetic_dataset
 
-    data = SpineEndDataModule(synthetic_dataset(2, 1, image_size=128), input_size=32, num_workers=num_workers,
-                              balance=0.5)
+    data = SpineEndDataModule(
+        synthetic_dataset(2, 1, image_size=128), input_size=32, num_workers=num_workers, balance=0.5
+    )
     data.setup()
     for loader in (data.train_dataloader(), data.val_dataloader()):  # the balanced sampler's loader too
         assert loader.num_workers == num_workers and loader.persistent_workers == (num_workers > 0)
@@ -138,7 +147,9 @@ def test_loaders_keep_their_workers_between_epochs(num_workers):
 def test_a_run_may_set_tf32_matmuls_and_channels_last_weights(tmp_path):
     from spinefm.training.run import build_stage, stage_config
 
-    cfg = compose_train("experiment=train_all_tiny", "channels_last=true", "matmul_precision=high", f"paths.output_dir={tmp_path}")
+    cfg = compose_train(
+        "experiment=train_all_tiny", "channels_last=true", "matmul_precision=high", f"paths.output_dir={tmp_path}"
+    )
     try:
         _, module = build_stage(stage_config(cfg, "spine_end", tmp_path))
         assert torch.get_float32_matmul_precision() == "high"

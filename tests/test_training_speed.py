@@ -9,8 +9,24 @@ from benchmarks.training_speed import PARTS, STAGES, main
 
 def test_the_training_benchmark_splits_every_stages_step_and_writes_its_table(tmp_path, capsys):
     out = tmp_path / "training_speed.json"
-    report = main(["--images", "3", "--batch-size", "4", "--steps", "4", "--warmup", "1", "--loader-samples", "16", "--out", str(out),
-                   "--override", "channels_last=true"])
+    report = main(
+        [
+            "--images",
+            "3",
+            "--batch-size",
+            "4",
+            "--steps",
+            "4",
+            "--warmup",
+            "1",
+            "--loader-samples",
+            "16",
+            "--out",
+            str(out),
+            "--override",
+            "channels_last=true",
+        ]
+    )
     table = capsys.readouterr().out
     assert [row["stage"] for row in report["rows"]] == list(STAGES)
     for row in report["rows"]:

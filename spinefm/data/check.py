@@ -48,7 +48,9 @@ def _check_split(dataset_cfg, split: str, progress: bool) -> dict:
     try:
         reader = build_reader(dataset_cfg, split)
     except Exception as error:  # a broken index file loses this split, not the run
-        result["problems"].append(Problem("unreadable_annotation", "*", f"cannot read split {split}: {error}").to_dict())
+        result["problems"].append(
+            Problem("unreadable_annotation", "*", f"cannot read split {split}: {error}").to_dict()
+        )
         return result
     levels = Counter()
     for index in tqdm(range(len(reader)), desc=f"check {split}", disable=not progress, leave=False):
@@ -83,7 +85,12 @@ def _outline_problems(record: ImageRecord, shape) -> list[Problem]:
             x1, y1 = x1 - 1, y1 - 1
         if x0 < -0.5 or y0 < -0.5 or x1 > width - 0.5 or y1 > height - 0.5:
             problems.append(
-                Problem("outline_outside_image", record.id, f"box {x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f} exceeds {width}x{height}", level=vertebra.level)
+                Problem(
+                    "outline_outside_image",
+                    record.id,
+                    f"box {x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f} exceeds {width}x{height}",
+                    level=vertebra.level,
+                )
             )
     return problems
 
@@ -103,7 +110,9 @@ def format_summary(summary: dict, max_problems: int = 20) -> str:
     problems = summary["problems"]
     lines.append(f"{len(problems)} problem(s)" + (f": {summary['problem_counts']}" if problems else ""))
     for problem in problems[:max_problems]:
-        lines.append("  " + str(Problem(**{k: v for k, v in problem.items() if k != "split"})) + f" [{problem['split']}]")
+        lines.append(
+            "  " + str(Problem(**{k: v for k, v in problem.items() if k != "split"})) + f" [{problem['split']}]"
+        )
     if len(problems) > max_problems:
         lines.append(f"  ... {len(problems) - max_problems} more in dataset_summary.json")
     return "\n".join(lines)

@@ -40,7 +40,9 @@ def read_image(path, image_id: str | None = None, auto_invert: bool = False) -> 
         raise DataError(Problem("unreadable_image", image_id, f"cannot decode: {error}", path=str(path))) from error
     pixels = loaded.pixels
     if pixels.ndim != 2 or min(pixels.shape) == 0:
-        raise DataError(Problem("unreadable_image", image_id, f"not a 2-D image (shape {pixels.shape})", path=str(path)))
+        raise DataError(
+            Problem("unreadable_image", image_id, f"not a 2-D image (shape {pixels.shape})", path=str(path))
+        )
     if auto_invert and looks_inverted(pixels):
         loaded = LoadedImage(invert(pixels), loaded.spacing_mm, inverted=not loaded.inverted)
     return loaded
@@ -119,7 +121,9 @@ def looks_inverted(pixels: np.ndarray, border_fraction: float = 0.05) -> bool:
     """True when the image border (air in a normal radiograph) is brighter than its centre."""
     h, w = pixels.shape
     bh, bw = max(1, int(h * border_fraction)), max(1, int(w * border_fraction))
-    border = np.concatenate([pixels[:bh].ravel(), pixels[-bh:].ravel(), pixels[:, :bw].ravel(), pixels[:, -bw:].ravel()])
+    border = np.concatenate(
+        [pixels[:bh].ravel(), pixels[-bh:].ravel(), pixels[:, :bw].ravel(), pixels[:, -bw:].ravel()]
+    )
     centre = pixels[h // 4 : h - h // 4, w // 4 : w - w // 4]
     return float(np.median(border)) > float(np.median(centre))
 

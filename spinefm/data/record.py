@@ -41,7 +41,7 @@ class Vertebra:
             self.offset = (int(self.offset[0]), int(self.offset[1]))
 
     @classmethod
-    def from_full_mask(cls, level: str, full_mask: np.ndarray, **kwargs) -> "Vertebra":
+    def from_full_mask(cls, level: str, full_mask: np.ndarray, **kwargs) -> Vertebra:
         """Build from a full-image mask, keeping only its bounding-box crop."""
         crop, offset = crop_to_foreground(full_mask)
         return cls(level, mask=crop, offset=offset, **kwargs)
@@ -182,11 +182,15 @@ def tidy_vertebrae(image_id: str, vertebrae: list[Vertebra], min_area: float = 4
             continue
         if area < min_area:
             problems.append(
-                Problem("degenerate_outline", image_id, f"outline area {area:.1f} px < {min_area} px", level=vertebra.level)
+                Problem(
+                    "degenerate_outline", image_id, f"outline area {area:.1f} px < {min_area} px", level=vertebra.level
+                )
             )
             continue
         if vertebra.level in seen:
-            problems.append(Problem("duplicate_level", image_id, "level annotated twice; kept the first", level=vertebra.level))
+            problems.append(
+                Problem("duplicate_level", image_id, "level annotated twice; kept the first", level=vertebra.level)
+            )
             continue
         seen.add(vertebra.level)
         kept.append(vertebra)
@@ -194,7 +198,12 @@ def tidy_vertebrae(image_id: str, vertebrae: list[Vertebra], min_area: float = 4
         gap = missing_between(upper.level, lower.level)
         if gap:
             problems.append(
-                Problem("level_gap", image_id, f"no {', '.join(gap)} between {upper.level} and {lower.level}", level=lower.level)
+                Problem(
+                    "level_gap",
+                    image_id,
+                    f"no {', '.join(gap)} between {upper.level} and {lower.level}",
+                    level=lower.level,
+                )
             )
     for upper, lower in zip(kept, kept[1:]):
         if lower.centroid()[1] <= upper.centroid()[1]:
@@ -220,7 +229,12 @@ def _overlaps(image_id: str, vertebrae: list[Vertebra], max_iou: float) -> list[
             iou = crop_iou(*crops[i], *crops[j])
             if iou > max_iou:
                 problems.append(
-                    Problem("overlapping_outlines", image_id, f"overlaps {vertebrae[i].level} (IoU {iou:.2f})", level=vertebrae[j].level)
+                    Problem(
+                        "overlapping_outlines",
+                        image_id,
+                        f"overlaps {vertebrae[i].level} (IoU {iou:.2f})",
+                        level=vertebrae[j].level,
+                    )
                 )
     return problems
 

@@ -76,9 +76,7 @@ def tilt(vector) -> float:
     return float(angle - 180 if angle > 90 else angle + 180 if angle <= -90 else angle)
 
 
-def endplates(
-    vertebra: Vertebra, core_fraction: float = CORE_FRACTION, spine_direction=(0.0, 1.0)
-) -> Endplates | None:
+def endplates(vertebra: Vertebra, core_fraction: float = CORE_FRACTION, spine_direction=(0.0, 1.0)) -> Endplates | None:
     """Upper and lower endplate of a vertebra; None when its outline is empty or too small to fit.
 
     A 4-point polygon is read as corners top-left, top-right, bottom-right, bottom-left (the corner

@@ -37,7 +37,9 @@ def clinical_summary(rows: list[dict]) -> dict:
             truth = _angles(cobb, f"{source}_cobb")
             if np.isfinite(truth).any():
                 summary[f"cobb_smape_vs_{source}"] = smape(pred, truth)
-                summary[f"cobb_mae_vs_{source}"] = {k: finite_mean(np.abs(pred[:, i] - truth[:, i])) for i, k in enumerate(COBB_KEYS)}
+                summary[f"cobb_mae_vs_{source}"] = {
+                    k: finite_mean(np.abs(pred[:, i] - truth[:, i])) for i, k in enumerate(COBB_KEYS)
+                }
         summary["cobb_films"] = len(cobb)
         summary["cobb_films_unmeasured"] = int((~np.isfinite(pred).all(axis=1)).sum())  # left out of the figures above
     for name, *_ in LORDOSIS.values():
@@ -51,4 +53,3 @@ def clinical_summary(rows: list[dict]) -> dict:
 
 def _angles(rows: list[dict], prefix: str) -> np.ndarray:
     return np.array([[r.get(f"{prefix}_{k}", np.nan) for k in COBB_KEYS] for r in rows], np.float64)
-

@@ -48,14 +48,38 @@ MATCH_ON = ("dice", "iou")
 MAP_CLASSES = ("agnostic", "levels")
 DISTANCES = ("centroid_error_px", "centroid_error_mm", "hd95_px", "hd95_mm", "assd_px", "assd_mm")
 VERTEBRA_COLUMNS = (
-    "image_id", "kind", "level", "identified", "best_dice", "best_pred",
-    "pred_index", "pred_level", "score", "match_dice", "match_iou", "label_exact", "label_within_one",
+    "image_id",
+    "kind",
+    "level",
+    "identified",
+    "best_dice",
+    "best_pred",
+    "pred_index",
+    "pred_level",
+    "score",
+    "match_dice",
+    "match_iou",
+    "label_exact",
+    "label_within_one",
     *DISTANCES,
 )
 IMAGE_COLUMNS = (
-    "image_id", "n_gt", "n_pred", "identified", "identification_rate", "mean_dice_identified", "image_dice",
-    "matched", "matched_rate", "mean_match_dice", "mean_match_iou", "false_positives", "missed",
-    "label_accuracy", "label_within_one", *DISTANCES,
+    "image_id",
+    "n_gt",
+    "n_pred",
+    "identified",
+    "identification_rate",
+    "mean_dice_identified",
+    "image_dice",
+    "matched",
+    "matched_rate",
+    "mean_match_dice",
+    "mean_match_iou",
+    "false_positives",
+    "missed",
+    "label_accuracy",
+    "label_within_one",
+    *DISTANCES,
 )
 
 

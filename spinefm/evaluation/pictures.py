@@ -12,7 +12,9 @@ from spinefm.pipeline.outputs import draw_levels, paint_labels, picture_scale
 TRUTH_COLOUR = (255, 255, 255)
 
 
-def comparison_picture(film: np.ndarray, truth: list[Vertebra], pred: list[Vertebra], max_side: int, alpha: float) -> np.ndarray:
+def comparison_picture(
+    film: np.ndarray, truth: list[Vertebra], pred: list[Vertebra], max_side: int, alpha: float
+) -> np.ndarray:
     labels = paint_labels(film.shape, [(v.level, *v.mask_crop()) for v in pred])
     picture = draw_levels(film, labels, [(v.level, v.centroid()) for v in pred], max_side, alpha)
     scale = picture_scale(film.shape, max_side)

@@ -32,7 +32,9 @@ FILES = {
 }
 
 
-def write_report(output_dir, vertebra_rows: Sequence[dict], image_rows: Sequence[dict], summary: dict) -> dict[str, Path]:
+def write_report(
+    output_dir, vertebra_rows: Sequence[dict], image_rows: Sequence[dict], summary: dict
+) -> dict[str, Path]:
     """Every file above into `output_dir`; returns their paths by the keys of `FILES`."""
     paths = {key: Path(output_dir) / name for key, name in FILES.items()}
     levels = [{"level": level, **values} for level, values in summary["per_level"].items()]
@@ -67,7 +69,9 @@ def format_table(summary: dict) -> str:
         _line("mean Dice, identified", _num(summary["mean_dice_identified"])),
         _line("mean per-image Dice", f"{_num(summary['mean_image_dice'])}  (misses count 0)"),
         f"one-to-one: {settings['match_on']} > {settings['match_min']:.2f}",
-        _line("matched", f"{_pct(one['matched_rate'])}  ({one['matched']} / {summary['n_gt']}), missed {one['missed']}"),
+        _line(
+            "matched", f"{_pct(one['matched_rate'])}  ({one['matched']} / {summary['n_gt']}), missed {one['missed']}"
+        ),
         _line("mean Dice / IoU", f"{_num(one['mean_dice'])} / {_num(one['mean_iou'])}"),
         _line("false positives", f"{one['false_positives']}  ({_num(one['false_positives_per_image'], 2)} per image)"),
         _line("level label exact / +-1", f"{_pct(one['label_accuracy'])} / {_pct(one['label_within_one'])}"),
@@ -101,7 +105,9 @@ def _rate_bars(rates: dict[str, float], identify_dice: float) -> Figure:
     figure = Figure(figsize=(max(4.0, 0.5 * len(rates) + 1.5), 3.5), layout="constrained")
     axes = figure.add_subplot()
     axes.bar(list(rates), [r if _is_number(r) else 0.0 for r in rates.values()])
-    axes.set(xlabel="level", ylabel="identification rate", title=f"Identified (Dice > {identify_dice:.2f})", ylim=(0, 1.02))
+    axes.set(
+        xlabel="level", ylabel="identification rate", title=f"Identified (Dice > {identify_dice:.2f})", ylim=(0, 1.02)
+    )
     return figure
 
 

@@ -45,13 +45,21 @@ def evaluate(cfg: DictConfig) -> dict | None:
     (`Interrupted`), summary.json says so and holds what was run, with no figures."""
     output_dir = Path(cfg.paths.output_dir)
     records, skipped = load_records(cfg.dataset, cfg.split, cfg.max_images)
-    run = {"dataset": cfg.dataset.name, "root": cfg.dataset.get("root"), "split": cfg.split, "films": len(records), "unreadable": skipped}
+    run = {
+        "dataset": cfg.dataset.name,
+        "root": cfg.dataset.get("root"),
+        "split": cfg.split,
+        "films": len(records),
+        "unreadable": skipped,
+    }
     try:
         return _evaluate(cfg, records, run, output_dir)
     except Interrupted as stop:
         if rank_zero_only.rank == 0:
             atomic_write_json(output_dir / "summary.json", {"interrupted": stop.name, "run": run})
-            stop.add_note(f"no report: the same command with hydra.run.dir={output_dir} goes on from the predictions made")
+            stop.add_note(
+                f"no report: the same command with hydra.run.dir={output_dir} goes on from the predictions made"
+            )
         raise
 
 
@@ -60,9 +68,18 @@ def _evaluate(cfg: DictConfig, records: list[ImageRecord], run: dict, output_dir
         loop, view, manifest = loop_from_config(cfg)
         predictions = output_dir / "predictions"
         run["checkpoints"] = manifest["path"]
-        run["components"] = {name: entry.get("best_checkpoint") for name, entry in (manifest.get("components") or {}).items()}
+        run["components"] = {
+            name: entry.get("best_checkpoint") for name, entry in (manifest.get("components") or {}).items()
+        }
         run["predictions_folder"] = str(predictions)
-        inference = predict_films(loop, records, predictions, source=f"dataset={cfg.dataset.name} split={cfg.split}", view=view, **predict_options(cfg))
+        inference = predict_films(
+            loop,
+            records,
+            predictions,
+            source=f"dataset={cfg.dataset.name} split={cfg.split}",
+            view=view,
+            **predict_options(cfg),
+        )
         if inference is None:
             return None
         run["inference"] = {key: inference[key] for key in ("seconds", "world_size", "failed")}
@@ -71,7 +88,9 @@ def _evaluate(cfg: DictConfig, records: list[ImageRecord], run: dict, output_dir
         run["predictions"] = run["predictions_folder"] = str(predictions)
     scored = score(records, predictions, EvaluationSettings(**cfg.metrics), view)
     run["without_prediction"] = scored["without_prediction"]
-    failures = run["inference"]["failed"] if "inference" in run else scored["unreadable"]  # a film unreadable here failed inference too
+    failures = (
+        run["inference"]["failed"] if "inference" in run else scored["unreadable"]
+    )  # a film unreadable here failed inference too
     run["failed"] = len(run["unreadable"]) + len(failures)
     run["unreadable"] += scored["unreadable"]
     summary = scored["accumulator"].summary()
@@ -110,7 +129,13 @@ def score(records: list[ImageRecord], predictions: Path, settings: EvaluationSet
             without_prediction.append(record.id)
         accumulator.add(record.id, record.vertebrae, pred, scores, shape, spacing)
         clinical.append(clinical_comparison(record, pred, film_view, shape[0]))
-    return {"accumulator": accumulator, "walk": walk.summary(), "clinical": clinical, "without_prediction": without_prediction, "unreadable": unreadable}
+    return {
+        "accumulator": accumulator,
+        "walk": walk.summary(),
+        "clinical": clinical,
+        "without_prediction": without_prediction,
+        "unreadable": unreadable,
+    }
 
 
 def _draw(record: ImageRecord, predictions: Path, folder: Path, overlay: DictConfig) -> None:
@@ -128,9 +153,18 @@ def format_report(summary: dict) -> str:
     """The headline table, then the clinical figures and what did not get scored."""
     lines = [format_table(summary)]
     for key, value in summary["clinical"].items():
-        text = ", ".join(f"{k} {v:.2f}" for k, v in value.items()) if isinstance(value, dict) else f"{value:.2f}" if isinstance(value, float) else str(value)
+        text = (
+            ", ".join(f"{k} {v:.2f}" for k, v in value.items())
+            if isinstance(value, dict)
+            else f"{value:.2f}"
+            if isinstance(value, float)
+            else str(value)
+        )
         lines.append(f"{key:<32} {text}")
     lines += format_walk(summary["walk"])
     run = summary["run"]
-    lines.append(f"films {run['films']}, without prediction {len(run['without_prediction'])}, unreadable {len(run['unreadable'])}")
+    lines.append(
+        f"films {run['films']}, without prediction {len(run['without_prediction'])}, "
+        f"unreadable {len(run['unreadable'])}"
+    )
     return "\n".join(lines)

@@ -36,6 +36,8 @@ def format_walk(walk: dict) -> list[str]:
     """Terminal lines: stop reasons per direction and unclaimed detections."""
     lines = []
     for direction, counts in walk["stops"].items():
-        lines.append(f"{'stops ' + direction:<32} " + (", ".join(f"{reason} {n}" for reason, n in counts.items()) or "-"))
+        lines.append(
+            f"{'stops ' + direction:<32} " + (", ".join(f"{reason} {n}" for reason, n in counts.items()) or "-")
+        )
     lines.append(f"{'unclaimed detections per film':<32} {walk['unclaimed_per_film']:.2f}")
     return lines

@@ -68,7 +68,9 @@ def build_maskrcnn(
     (`grey_to_input`); the model's transform resizes them by min_size / max_size.
     maskrcnn_kwargs go to torchvision's MaskRCNN (rpn_* and box_* settings).
     """
-    features = _backbone(backbone, trainable_backbone_layers, _norm_layer(norm_layer), returned_layers, fpn_channels, tiny)
+    features = _backbone(
+        backbone, trainable_backbone_layers, _norm_layer(norm_layer), returned_layers, fpn_channels, tiny
+    )
     channels = features.out_channels
     mask_head_channels = tuple(mask_head_channels)
     model = MaskRCNN(
@@ -112,12 +114,15 @@ def load_init_checkpoint(model: MaskRCNN, path, backbone: str) -> None:
     are skipped, anything else that does not fit raises a ValueError."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"init_checkpoint {path} not found; name an existing .pth file or set init_checkpoint: null")
+        raise FileNotFoundError(
+            f"init_checkpoint {path} not found; name an existing .pth file or set init_checkpoint: null"
+        )
     try:
         loaded = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True))
     except (pickle.UnpicklingError, RuntimeError, ValueError) as error:
         raise ValueError(
-            f"init_checkpoint {path} is not a file of plain weights ({error}); save one with torch.save(model.state_dict(), path)"
+            f"init_checkpoint {path} is not a file of plain weights ({error}); "
+            "save one with torch.save(model.state_dict(), path)"
         ) from error
     own = model.state_dict()
     optional = "num_batches_tracked"  # BatchNorm has it, FrozenBatchNorm2d does not
@@ -156,19 +161,28 @@ def _norm_layer(name: str):
     return NORM_LAYERS[name]
 
 
-def _backbone(name: str, trainable_layers: int, norm_layer, returned_layers, fpn_channels: int, tiny: dict | None) -> BackboneWithFPN:
+def _backbone(
+    name: str, trainable_layers: int, norm_layer, returned_layers, fpn_channels: int, tiny: dict | None
+) -> BackboneWithFPN:
     returned_layers = list(returned_layers) if returned_layers else None
     if name == "tiny":
         return _tiny_backbone(norm_layer, returned_layers, fpn_channels, **{"channels": TINY_CHANNELS, **(tiny or {})})
     if name.startswith("resnet") and name in BACKBONES:
         features = resnet_fpn_backbone(
-            backbone_name=name.removesuffix("_fpn"), weights=None, norm_layer=norm_layer,
-            trainable_layers=trainable_layers, returned_layers=returned_layers,
+            backbone_name=name.removesuffix("_fpn"),
+            weights=None,
+            norm_layer=norm_layer,
+            trainable_layers=trainable_layers,
+            returned_layers=returned_layers,
         )
     elif name == "mobilenet_v3_fpn":
         features = mobilenet_backbone(
-            backbone_name="mobilenet_v3_large", weights=None, fpn=True, norm_layer=norm_layer,
-            trainable_layers=trainable_layers, returned_layers=returned_layers,
+            backbone_name="mobilenet_v3_large",
+            weights=None,
+            fpn=True,
+            norm_layer=norm_layer,
+            trainable_layers=trainable_layers,
+            returned_layers=returned_layers,
         )
     else:
         raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES}")
@@ -208,7 +222,10 @@ def _anchor_generator(backbone: str, features: BackboneWithFPN, anchor_sizes, as
             anchor_sizes = [first * 2**i for i in range(num_maps)]
     sizes = tuple(tuple(s) if isinstance(s, (list, tuple)) else (s,) for s in anchor_sizes)
     if len(sizes) != num_maps:
-        raise ValueError(f"anchor_sizes has {len(sizes)} entries but backbone {backbone!r} gives {num_maps} feature maps; give one per map")
+        raise ValueError(
+            f"anchor_sizes has {len(sizes)} entries but backbone {backbone!r} gives {num_maps} feature maps; "
+            "give one per map"
+        )
     if len({len(s) for s in sizes}) != 1:
         raise ValueError("every feature map needs the same number of anchor sizes (the RPN head is shared)")
     return AnchorGenerator(sizes, (tuple(aspect_ratios),) * num_maps)

@@ -24,12 +24,16 @@ def weights_file(name: str) -> Path:
     try:
         url = torchvision.models.get_weight(name[len(TORCHVISION) :]).url
     except (ValueError, KeyError) as error:
-        raise ValueError(f"{name}: not a torchvision weight name such as torchvision:ResNet50_Weights.IMAGENET1K_V2 ({error})") from error
+        raise ValueError(
+            f"{name}: not a torchvision weight name such as torchvision:ResNet50_Weights.IMAGENET1K_V2 ({error})"
+        ) from error
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             torch.hub.download_url_to_file(url, str(path))
         except (URLError, OSError) as error:
-            raise FileNotFoundError(f"{name}: could not fetch {url} ({error}); without internet, place that file as {path}") from error
+            raise FileNotFoundError(
+                f"{name}: could not fetch {url} ({error}); without internet, place that file as {path}"
+            ) from error
     return path

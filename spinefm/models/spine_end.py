@@ -103,15 +103,24 @@ class SpineEndClassifier(nn.Module):
     def load_init_checkpoint(self, path: str) -> None:
         path = Path(path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"spine-end init_checkpoint {path} not found; fix model.init_checkpoint or set it to null")
+            raise FileNotFoundError(
+                f"spine-end init_checkpoint {path} not found; fix model.init_checkpoint or set it to null"
+            )
         state = _network_state(torch.load(path, map_location="cpu", weights_only=True))
         own = self.net.state_dict()
         first_conv = "conv1.weight"
-        if first_conv in state and first_conv in own and state[first_conv].shape[1] == 3 and own[first_conv].shape[1] == 1:
+        if (
+            first_conv in state
+            and first_conv in own
+            and state[first_conv].shape[1] == 3
+            and own[first_conv].shape[1] == 1
+        ):
             state[first_conv] = state[first_conv].sum(dim=1, keepdim=True)
         head = [k for k in own if k.startswith(HEAD_PREFIX) and k in state and state[k].shape != own[k].shape]
         if head:
-            log.info("init_checkpoint %s: classification layer has another number of classes; left at random init", path)
+            log.info(
+                "init_checkpoint %s: classification layer has another number of classes; left at random init", path
+            )
             state = {k: v for k, v in state.items() if k not in head}
         missing = [k for k in own if k not in state and k not in head]
         unexpected = [k for k in state if k not in own]
@@ -148,7 +157,11 @@ def _tiny_cnn(in_channels: int, num_classes: int) -> nn.Module:
     """Three strided conv blocks; the head sees a 4 x 4 map, so where things lie in the patch counts."""
     layers, width = [], in_channels
     for out in (8, 16, 32):
-        layers += [nn.Conv2d(width, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(width, out, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(out),
+            nn.ReLU(inplace=True),
+        ]
         width = out
     body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten())
     net = nn.Sequential()

@@ -48,7 +48,10 @@ class Adapter:
     def from_loaded(cls, model, info: dict, device: str = "cpu", **overrides) -> Adapter:
         """The adapter on a model and its checkpoint's `spinefm` entry (`checkpoints.load_component`)."""
         if info["role"] != cls.role:
-            raise ValueError(f"a {info['component']} checkpoint serves the {info['role']} role, but {cls.__name__} the {cls.role} role")
+            raise ValueError(
+                f"a {info['component']} checkpoint serves the {info['role']} role, "
+                f"but {cls.__name__} the {cls.role} role"
+            )
         settings = {key: info["inference"][key] for key in cls.settings if key in info["inference"]}
         adapter = cls(model.to(device), **{**settings, **overrides})
         adapter.info = info
@@ -138,7 +141,15 @@ class MedSASegmenter(Adapter):
     # costs more per patch in a batch (2 cores: 1.1 s alone, 1.7 s each in a batch of 16).
     DEFAULT_BATCH = {"cuda": 16, "cpu": 1}
 
-    def __init__(self, model, patch: Mapping, input_size: int, low_res_size: int, prompt: str = "point", batch_size: int | None = None):
+    def __init__(
+        self,
+        model,
+        patch: Mapping,
+        input_size: int,
+        low_res_size: int,
+        prompt: str = "point",
+        batch_size: int | None = None,
+    ):
         if prompt != "point":
             raise ValueError(
                 f"this Med-SA checkpoint was trained with {prompt!r} prompts, but the pipeline prompts with one point "
@@ -158,7 +169,9 @@ class MedSASegmenter(Adapter):
             for r, (_, origins) in zip(requests, cuts)
         ]
 
-    def cut(self, film: np.ndarray, centres: np.ndarray, sides: Sequence[int]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    def cut(
+        self, film: np.ndarray, centres: np.ndarray, sides: Sequence[int]
+    ) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """(uint8 inputs (N, S, S), patch origins) of the patches centred on the points."""
         origins = [patch_origin(c, side) for c, side in zip(centres, sides)]
         inputs = [resize_square(crop_patch(film, o, side), self.input_size) for o, side in zip(origins, sides)]
@@ -174,7 +187,11 @@ class MedSASegmenter(Adapter):
             batch = torch.from_numpy(inputs[start : start + size]).to(self.device).float().div_(255.0)[:, None]
             points = torch.full((len(batch), 2), centre, device=self.device)
             probabilities.append(self.model(batch, points=points)[:, 0].float().sigmoid().cpu().numpy())
-        return np.concatenate(probabilities) if probabilities else np.zeros((0, self.low_res_size, self.low_res_size), np.float32)
+        return (
+            np.concatenate(probabilities)
+            if probabilities
+            else np.zeros((0, self.low_res_size, self.low_res_size), np.float32)
+        )
 
     def to_image(self, probability: np.ndarray, origin, side: int, shape: tuple[int, int]) -> MaskCrop:
         """A low-res probability map of the patch at `origin` as a crop of the image (its in-image part)."""
@@ -210,7 +227,13 @@ class SpineEndAdapter(Adapter):
     settings = ("classes", "patch", "input_size", "class_prior")
 
     def __init__(
-        self, model, classes: Sequence[str], patch: Mapping, input_size: int, class_prior: Sequence[float] | None = None, batch_size: int = 64
+        self,
+        model,
+        classes: Sequence[str],
+        patch: Mapping,
+        input_size: int,
+        class_prior: Sequence[float] | None = None,
+        batch_size: int = 64,
     ):
         super().__init__(model)
         self.classes = list(classes)
@@ -232,6 +255,8 @@ class SpineEndAdapter(Adapter):
         """(N, len(classes)) probabilities of uint8 patches (N, S, S)."""
         probabilities = [np.zeros((0, len(self.classes)))]
         for start in range(0, len(patches), self.batch_size):
-            batch = torch.from_numpy(patches[start : start + self.batch_size]).to(self.device).float().div_(255.0)[:, None]
+            batch = (
+                torch.from_numpy(patches[start : start + self.batch_size]).to(self.device).float().div_(255.0)[:, None]
+            )
             probabilities.append(self.model(batch).float().softmax(dim=1).double().cpu().numpy())
         return np.concatenate(probabilities)

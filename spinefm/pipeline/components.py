@@ -31,7 +31,9 @@ def load_components(manifest, device: str = "cpu", which: str = "best", override
     unknown = sorted(set(overrides) - set(paths))
     if unknown:
         raise ValueError(f"overrides for {unknown}, which the manifest does not list; it lists {sorted(paths)}")
-    loaded = {name: load_component(path, overrides.get(name, {}).pop("model_overrides", None)) for name, path in paths.items()}
+    loaded = {
+        name: load_component(path, overrides.get(name, {}).pop("model_overrides", None)) for name, path in paths.items()
+    }
     by_role = {role: [name for name, (_, info) in loaded.items() if info["role"] == role] for role in ROLES}
     wrong = {role: names for role, names in by_role.items() if len(names) != 1}
     if wrong:
@@ -39,11 +41,19 @@ def load_components(manifest, device: str = "cpu", which: str = "best", override
     adapters_by_role = {}
     for role, (name,) in by_role.items():
         model, info = loaded[name]
-        adapters_by_role[role] = adapter_class(info["adapter"]).from_loaded(model, info, device, **overrides.get(name, {}))
+        adapters_by_role[role] = adapter_class(info["adapter"]).from_loaded(
+            model, info, device, **overrides.get(name, {})
+        )
     return Components(**adapters_by_role, dataset=dict(read_manifest(manifest).get("dataset") or {}))
 
 
-def load_loop(manifest, config: LoopConfig | Mapping | None = None, device: str = "cpu", which: str = "best", overrides: Mapping | None = None) -> InductiveLoop:
+def load_loop(
+    manifest,
+    config: LoopConfig | Mapping | None = None,
+    device: str = "cpu",
+    which: str = "best",
+    overrides: Mapping | None = None,
+) -> InductiveLoop:
     """An InductiveLoop on a manifest's checkpoints. Settings missing from `config` come from them:
     mask_threshold from Med-SA's inference, the label end levels and level counts from the
     classifier's and the level range from the dataset the components were trained on."""

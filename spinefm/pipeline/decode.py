@@ -38,7 +38,10 @@ DEFAULT_EVIDENCE = {
     "outside": {"background": 1.0, "vertebra": 0.1},
     "junk": {"background": 1.0},
 }
-OFF_BEFORE, OFF_AFTER = "off_before", "off_after"  # the chain off the spine, before its first and after its last vertebra
+OFF_BEFORE, OFF_AFTER = (
+    "off_before",
+    "off_after",
+)  # the chain off the spine, before its first and after its last vertebra
 L5, L6, S1 = (level_index(name) for name in ("L5", "L6", "S1"))
 
 
@@ -65,11 +68,24 @@ class DecodeConfig:
 
     def __post_init__(self):
         self.evidence = {**DEFAULT_EVIDENCE, **{k: dict(v) for k, v in dict(self.evidence).items()}}
-        for name in ("min_evidence", "junk_probability", "edge_probability", "detector_miss", "detector_floor", "l6_rate"):
+        for name in (
+            "min_evidence",
+            "junk_probability",
+            "edge_probability",
+            "detector_miss",
+            "detector_floor",
+            "l6_rate",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"decode.{name} must lie in [0, 1], not {getattr(self, name)}")
-        if not 0.0 < self.junk_probability < 1.0 or min(self.min_evidence, self.edge_probability) <= 0.0 or self.anchor_bonus < 1.0:
-            raise ValueError("decode needs 0 < junk_probability < 1, min_evidence and edge_probability > 0, anchor_bonus >= 1")
+        if (
+            not 0.0 < self.junk_probability < 1.0
+            or min(self.min_evidence, self.edge_probability) <= 0.0
+            or self.anchor_bonus < 1.0
+        ):
+            raise ValueError(
+                "decode needs 0 < junk_probability < 1, min_evidence and edge_probability > 0, anchor_bonus >= 1"
+            )
 
 
 @dataclass
@@ -86,7 +102,7 @@ class ChainView:
     l6_rate: float = 0.05
 
     @classmethod
-    def of(cls, top_end, bottom_end, first_level, last_level, anchor: str = "top", l6_rate: float = 0.05) -> "ChainView":
+    def of(cls, top_end, bottom_end, first_level, last_level, anchor: str = "top", l6_rate: float = 0.05) -> ChainView:
         """A ChainView with level names in their canonical spelling."""
         top_end, bottom_end, first_level, last_level = (
             normalize_level(level) if level else None for level in (top_end, bottom_end, first_level, last_level)
@@ -179,7 +195,9 @@ class _States:
             if end:
                 self.rows[1 + level_index(end)] = row
         self.anchor = 1 + level_index(view.anchor_level) if view.anchor_level else None
-        self.missing_ends = {name for end, name in ((view.top_end, "top_end"), (view.bottom_end, "bottom_end")) if not end}
+        self.missing_ends = {
+            name for end, name in ((view.top_end, "top_end"), (view.bottom_end, "bottom_end")) if not end
+        }
         # Where the view has a top (bottom) landmark, the chain enters (leaves) the labelled range there
         # for free, elsewhere only at `edge_probability` (a film cut off inside the range, a walk that
         # failed); without that landmark, where the chain begins (ends) says nothing.
@@ -211,7 +229,9 @@ class _Evidence:
     junk: np.ndarray  # (N,) log evidence of junk
 
 
-def _evidence(probabilities: np.ndarray, classes: list[str], support: np.ndarray, states: _States, config: DecodeConfig) -> _Evidence:
+def _evidence(
+    probabilities: np.ndarray, classes: list[str], support: np.ndarray, states: _States, config: DecodeConfig
+) -> _Evidence:
     unknown = ~np.isfinite(probabilities).all(axis=1)
     probabilities = np.where(unknown[:, None], 1.0 / len(classes), probabilities)
 
@@ -225,8 +245,12 @@ def _evidence(probabilities: np.ndarray, classes: list[str], support: np.ndarray
 
     rows = {name: row(name) for name in set(states.rows) | {"junk"}}
     detected = support > 0
-    in_range = config.detector_weight * np.log(np.where(detected, np.maximum(support, config.detector_floor), config.detector_miss))
-    out_of_range = config.detector_weight * np.log(np.where(detected, np.maximum(1.0 - support, config.detector_floor), 1.0))
+    in_range = config.detector_weight * np.log(
+        np.where(detected, np.maximum(support, config.detector_floor), config.detector_miss)
+    )
+    out_of_range = config.detector_weight * np.log(
+        np.where(detected, np.maximum(1.0 - support, config.detector_floor), 1.0)
+    )
     real = np.stack([rows[name] for name in states.rows], axis=1)
     real += np.where(states.kept[None, :], in_range[:, None], out_of_range[:, None])
     if states.anchor is not None:
@@ -247,4 +271,3 @@ def _backtrack(real_score, junk_score, real_from, junk_from, states: _States) ->
     levels = [None if s is None or states.names[s] in (OFF_BEFORE, OFF_AFTER) else states.names[s] for s in path]
     kept = [s is not None and bool(states.kept[s]) for s in path]
     return Decoded(levels, kept, float(max(last_real, last_junk)))
-

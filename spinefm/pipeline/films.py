@@ -1,8 +1,9 @@
 """The films an inference run reads: each input loaded and checked, or the reason it cannot be used.
 
 An input is an `InputImage` (a file `infer.py` found) or an `ImageRecord` (a dataset's film, as
-`evaluate.py` runs them; its view and spacing come along). A film is unusable when it is missing, unreadable, empty, smaller than `min_side` on a side or over
-`max_pixels` (checked from the header before decoding where the format allows). A film whose
+`evaluate.py` runs them; its view and spacing come along). A film is unusable when it is missing,
+unreadable, empty, smaller than `min_side` on a side or over `max_pixels` (checked from the header
+before decoding where the format allows). A film whose
 outputs exist is marked done (resume) without being read. Loading happens in `FilmDataset`, so
 DataLoader workers read films ahead of the loop and each rank of a distributed run reads only its own.
 """
@@ -72,7 +73,9 @@ def load_film(item: InputImage | ImageRecord, output_dir, settings: FilmSettings
 
 def _record_film(record: ImageRecord) -> Film:
     pixels = record.load_image()
-    return Film(record.id, record.image_path, pixels, record.view, bool(record.meta.get("inverted", False)), record.spacing_mm)
+    return Film(
+        record.id, record.image_path, pixels, record.view, bool(record.meta.get("inverted", False)), record.spacing_mm
+    )
 
 
 def _file_film(item: InputImage, settings: FilmSettings) -> Film:

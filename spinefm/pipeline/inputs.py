@@ -37,11 +37,16 @@ def find_inputs(source, exclude=None) -> list[InputImage]:
     `source` does not exist or names no film."""
     source = Path(source)
     if not source.exists():
-        raise FileNotFoundError(f"input {source} does not exist: name an image, a folder of images or a .txt list of paths")
+        raise FileNotFoundError(
+            f"input {source} does not exist: name an image, a folder of images or a .txt list of paths"
+        )
     if source.is_dir():
         base, paths = source, list(_folder_images(source, Path(exclude) if exclude else None))
         if not paths:
-            raise FileNotFoundError(f"no images in {source}: searched it recursively for {' '.join(IMAGE_SUFFIXES)} (any case) and DICOM files of any name")
+            raise FileNotFoundError(
+                f"no images in {source}: searched it recursively for {' '.join(IMAGE_SUFFIXES)} (any case) "
+                "and DICOM files of any name"
+            )
     elif source.suffix.lower() in LIST_SUFFIXES:
         base, paths = source.parent, _listed(source)
         if not paths:
@@ -80,7 +85,9 @@ def _with_ids(base: Path, paths: list[Path]) -> list[InputImage]:
     relative = [_relative(path, base) for path in paths]
     stems = [r.with_suffix("").as_posix() for r in relative]
     counts = Counter(stems)
-    return [InputImage(stem if counts[stem] == 1 else r.as_posix(), path) for stem, r, path in zip(stems, relative, paths)]
+    return [
+        InputImage(stem if counts[stem] == 1 else r.as_posix(), path) for stem, r, path in zip(stems, relative, paths)
+    ]
 
 
 def _relative(path: Path, base: Path) -> Path:

@@ -53,4 +53,6 @@ class LabelConfig:
         ends = self.view_ends(view)
         counts = view_end_levels(self.level_counts or {}, view)
         l6_rate = l6_rate_from_counts(counts, landmarks.get("top"), landmarks.get("bottom"), default_l6_rate)
-        return ChainView.of(landmarks.get("top"), landmarks.get("bottom"), ends["top"], ends["bottom"], self.anchor(view), l6_rate)
+        return ChainView.of(
+            landmarks.get("top"), landmarks.get("bottom"), ends["top"], ends["bottom"], self.anchor(view), l6_rate
+        )

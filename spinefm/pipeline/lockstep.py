@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 Walk = Generator[Request, object, LoopResult]
 
 
-def run_walks(walks: Sequence[Walk], components: Mapping[str, object], detect_by_shape: bool = True, calls: Counter | None = None) -> list[LoopResult]:
+def run_walks(
+    walks: Sequence[Walk], components: Mapping[str, object], detect_by_shape: bool = True, calls: Counter | None = None
+) -> list[LoopResult]:
     """Each walk's result, in order. components: role -> component; calls counts the batched calls per kind."""
     results: list[LoopResult | None] = [None] * len(walks)
     waiting: dict[int, Request] = {}
@@ -66,7 +68,10 @@ class LockstepRunner:
         self.calls: Counter = Counter()
 
     def run_many(
-        self, images: Sequence[np.ndarray], views: Sequence[str | None] | None = None, image_ids: Sequence[str | None] | None = None
+        self,
+        images: Sequence[np.ndarray],
+        views: Sequence[str | None] | None = None,
+        image_ids: Sequence[str | None] | None = None,
     ) -> list[LoopResult]:
         """The same results as `[loop.run(image, view, image_id) ...]`, in the images' order."""
         views = list(views) if views is not None else [None] * len(images)

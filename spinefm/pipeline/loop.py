@@ -43,8 +43,19 @@ from spinefm.pipeline.requests import Classify, Detect, Predict, Request, Segmen
 from spinefm.pipeline.roles import ROLES
 from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.types import (
-    DOWN, SEED, UP, Detection, EndClassifier, Instance, LoopResult, MaskCrop, NextPointPredictor, SeedDetector,
-    Segmenter, Step, Trace,
+    DOWN,
+    SEED,
+    UP,
+    Detection,
+    EndClassifier,
+    Instance,
+    LoopResult,
+    MaskCrop,
+    NextPointPredictor,
+    SeedDetector,
+    Segmenter,
+    Step,
+    Trace,
 )
 
 
@@ -61,8 +72,8 @@ class LoopConfig:
     sqrt(its detected area), for spacing-sized patches.
     patience: doubtful steps in a row (called background or this direction's end class, no confident
     detection under the mask) that end a direction; lookahead: a confident unclaimed detection within
-    this many spacings ahead of the walking end keeps it going (0: never). snap_radius: a predicted point moves to the centroid
-    of a confident unclaimed detection within this many spacings (0: never); snap_score: the
+    this many spacings ahead of the walking end keeps it going (0: never). snap_radius: a predicted
+    point moves to the centroid of a confident unclaimed detection within this many spacings (0: never); snap_score: the
     detection score that counts as confident (for snapping, lookahead and a step's support).
     final_threshold, smooth_sigma (Gaussian on the probabilities, px; 0: none), opening_radius
     (binary opening, px; 0: none): the final masks. duplicate_iou: of two final masks overlapping
@@ -164,7 +175,13 @@ class InductiveLoop:
         """Role -> component (the roles `requests` names)."""
         return dict(zip(ROLES, (self.detector, self.segmenter, self.predictor, self.classifier)))
 
-    def run(self, image: np.ndarray, view: str | None = None, image_id: str | None = None, detections: list[Detection] | None = None) -> LoopResult:
+    def run(
+        self,
+        image: np.ndarray,
+        view: str | None = None,
+        image_id: str | None = None,
+        detections: list[Detection] | None = None,
+    ) -> LoopResult:
         """image: the radiograph as loaded (`ImageRecord.load_image()`, any bit depth); the models see it
         through `to_uint8`, as in training. view: the film's view (for end levels and labels).
         detections: the detector's, when already known (the detector is then not asked)."""
@@ -178,7 +195,13 @@ class InductiveLoop:
             raise ValueError(f"{image_id or 'image'}: expected a 2-D grey image, got shape {film.shape}")
         return film
 
-    def walk(self, film: np.ndarray, view: str | None = None, image_id: str | None = None, detections: list[Detection] | None = None) -> Walk:
+    def walk(
+        self,
+        film: np.ndarray,
+        view: str | None = None,
+        image_id: str | None = None,
+        detections: list[Detection] | None = None,
+    ) -> Walk:
         """The loop on a uint8 film as a generator: it yields its requests to the components and is
         sent their answers (`lockstep.run_walks` serves many films' walks together); returns the result."""
         config = self.config
@@ -214,10 +237,16 @@ class InductiveLoop:
         result.chain, result.instances = self._finish(up.found[::-1] + seeds + down.found, view, claims, trace)
         return result
 
-    def _segment_seeds(self, film: np.ndarray, detections: list[Detection], claims: Detections, trace: Trace) -> Generator[Request, object, list[_Found]]:
+    def _segment_seeds(
+        self, film: np.ndarray, detections: list[Detection], claims: Detections, trace: Trace
+    ) -> Generator[Request, object, list[_Found]]:
         """Segment the seeds in one call; seeds whose mask is empty are dropped."""
         points = np.stack([d.centroid for d in detections])
-        spacing = chain_spacing(list(points)) if len(points) > 1 else self.config.size_to_spacing * np.sqrt(detections[0].area)
+        spacing = (
+            chain_spacing(list(points))
+            if len(points) > 1
+            else self.config.size_to_spacing * np.sqrt(detections[0].area)
+        )
         crops = yield Segment(film, points, (self._side(self.segmenter, spacing),) * len(points))
         seeds = []
         for crop, detection in zip(crops, detections):
@@ -232,7 +261,9 @@ class InductiveLoop:
                 seed.probabilities = np.asarray(probabilities, dtype=np.float64)
         return seeds
 
-    def _walk_together(self, film: np.ndarray, walkers: list[_Walker], claims: Detections, trace: Trace) -> Generator[Request, object, None]:
+    def _walk_together(
+        self, film: np.ndarray, walkers: list[_Walker], claims: Detections, trace: Trace
+    ) -> Generator[Request, object, None]:
         config = self.config
         height, width = film.shape
         while True:
@@ -247,7 +278,10 @@ class InductiveLoop:
                 step = Step(walker.direction, walker.steps, walker.window(), point, "kept")
                 if walker.jump is not None:
                     step.snapped, walker.jump = walker.jump, None
-                elif config.snap_radius > 0 and (snap := claims.nearest_unclaimed(point, config.snap_radius * walker.spacing)) is not None:
+                elif (
+                    config.snap_radius > 0
+                    and (snap := claims.nearest_unclaimed(point, config.snap_radius * walker.spacing)) is not None
+                ):
                     step.snapped = claims.centroids[snap].copy()
                 walker.steps += 1
                 trace.steps.append(step)
@@ -266,7 +300,12 @@ class InductiveLoop:
                     _stop(walker, step, "empty_mask")
                     continue
                 step.mask_score = mask_score(crop)
-                step.iou = crop_iou(crop.binary(config.mask_threshold), crop.offset, walker.previous.binary(config.mask_threshold), walker.previous.offset)
+                step.iou = crop_iou(
+                    crop.binary(config.mask_threshold),
+                    crop.offset,
+                    walker.previous.binary(config.mask_threshold),
+                    walker.previous.offset,
+                )
                 if step.iou > config.overlap_iou:
                     _stop(walker, step, "overlap")
                     continue
@@ -278,7 +317,9 @@ class InductiveLoop:
             for (walker, step, crop), probabilities in zip(kept, answers):
                 self._advance(walker, step, crop, np.asarray(probabilities, dtype=np.float64), claims)
 
-    def _advance(self, walker: _Walker, step: Step, crop: MaskCrop, probabilities: np.ndarray, claims: Detections) -> None:
+    def _advance(
+        self, walker: _Walker, step: Step, crop: MaskCrop, probabilities: np.ndarray, claims: Detections
+    ) -> None:
         """Add the step to its direction's chain, then stop the direction after `patience` doubtful steps."""
         config, classes = self.config, list(self.classifier.classes)
         step.probabilities = dict(zip(classes, probabilities.tolist()))
@@ -329,17 +370,23 @@ class InductiveLoop:
     def _side(component, spacing: float) -> int:
         return patch_side(component.patch, spacing)
 
-    def _finish(self, found: list[_Found], view: str | None, claims: Detections, trace: Trace) -> tuple[list[Instance | None], list[Instance]]:
+    def _finish(
+        self, found: list[_Found], view: str | None, claims: Detections, trace: Trace
+    ) -> tuple[list[Instance | None], list[Instance]]:
         """Decode the chain and post-process every position: (the chain's instances, None where a mask
         came out empty; the kept ones, duplicates dropped, top to bottom with their levels)."""
         config = self.config
         classes = list(self.classifier.classes)
         unknown = np.full(len(classes), np.nan)
-        trace.chain_probabilities = np.stack([f.probabilities if f.probabilities is not None else unknown for f in found])
+        trace.chain_probabilities = np.stack(
+            [f.probabilities if f.probabilities is not None else unknown for f in found]
+        )
         trace.chain_support = np.array([f.support for f in found])
         trace.chain_view = config.labels.chain_view(view, config.decode.l6_rate)
         trace.class_prior = self.classifier.class_prior
-        decoded = decode_chain(trace.chain_probabilities, classes, trace.chain_support, trace.chain_view, config.decode, trace.class_prior)
+        decoded = decode_chain(
+            trace.chain_probabilities, classes, trace.chain_support, trace.chain_view, config.decode, trace.class_prior
+        )
         chain = [self._final_instance(item, level, classes) for item, level in zip(found, decoded.levels)]
         instances = select_instances(chain, decoded.kept, config.duplicate_iou, trace)
         trace.chain_levels, trace.chain_kept = decoded.levels, decoded.kept
@@ -364,7 +411,9 @@ class InductiveLoop:
         offset = (item.probability.offset[0] + int(x0), item.probability.offset[1] + int(y0))
         weights = np.where(mask, smoothed[y0:y1, x0:x1], 0).astype(np.float64)
         yy, xx = np.indices(mask.shape)
-        centroid = np.array([(weights * xx).sum() / weights.sum() + offset[0], (weights * yy).sum() / weights.sum() + offset[1]])
+        centroid = np.array(
+            [(weights * xx).sum() / weights.sum() + offset[0], (weights * yy).sum() / weights.sum() + offset[1]]
+        )
         spine_class = None if item.probabilities is None else classes[int(np.argmax(item.probabilities))]
         return Instance(
             probability=MaskCrop(values.astype(config.probability_dtype), offset),

@@ -16,7 +16,10 @@ def find_manifest(name, search_root) -> Path:
         return Path(name)
     found = sorted(Path(search_root).glob("**/manifest.json"), key=lambda path: path.stat().st_mtime)
     if not found:
-        raise FileNotFoundError(f"pipeline.checkpoints=latest: no manifest.json under {search_root}; {TRAIN_HINT}, or name one with pipeline.checkpoints=PATH")
+        raise FileNotFoundError(
+            f"pipeline.checkpoints=latest: no manifest.json under {search_root}; {TRAIN_HINT}, "
+            "or name one with pipeline.checkpoints=PATH"
+        )
     return found[-1]
 
 
@@ -37,7 +40,11 @@ def checkpoint_paths(manifest, which: str = "best") -> dict[str, str]:
         raise ValueError(f"the manifest lists no checkpoint; {TRAIN_HINT}")
     paths = {}
     for name, entry in components.items():
-        path = entry.get("last_checkpoint") if which == "last" else entry.get("best_checkpoint") or entry.get("last_checkpoint")
+        path = (
+            entry.get("last_checkpoint")
+            if which == "last"
+            else entry.get("best_checkpoint") or entry.get("last_checkpoint")
+        )
         if not path:
             raise ValueError(f"the manifest's {name} entry has no {which} checkpoint")
         paths[name] = path

@@ -10,8 +10,9 @@
   (label map value), score, source, spine_class, area, centroid [x, y], bbox_xyxy, segmentation
   [[x0, y0, x1, y1, ...], ...], mask: {offset [x0, y0], size [h, w], counts}}], trace, chain}`. `mask` is
   the exact binary mask: COCO compressed RLE (pycocotools) of its crop, whose top-left pixel is
-  `offset`; `read_prediction` reads it back. NaN or infinite numbers are written as null. Coordinates are pixels with pixel centres at integers
-  (the project's convention; COCO files add 0.5); a box's x1, y1 are exclusive. `segmentation`
+  `offset`; `read_prediction` reads it back. NaN or infinite numbers are written as null.
+  Coordinates are pixels with pixel centres at integers (the project's convention; COCO files add 0.5);
+  a box's x1, y1 are exclusive. `segmentation`
   holds one polygon per connected part of the mask (outer boundary pixels, `cv2.findContours`;
   parts under 3 boundary points are left out). `trace` is the loop's `Trace`: detections, seeds and
   their refined centroids, every step (window, predicted and refined point, IoU, class, outcome),
@@ -24,9 +25,8 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -96,7 +96,11 @@ def instance_entry(instance: Instance) -> dict:
 
 def encode_mask(mask: np.ndarray, offset: tuple[int, int]) -> dict:
     rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"offset": [int(offset[0]), int(offset[1])], "size": [int(n) for n in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    return {
+        "offset": [int(offset[0]), int(offset[1])],
+        "size": [int(n) for n in rle["size"]],
+        "counts": rle["counts"].decode("ascii"),
+    }
 
 
 def decode_mask(entry: dict) -> tuple[np.ndarray, tuple[int, int]]:
@@ -141,7 +145,9 @@ def read_chain(payload: dict) -> list[Instance | None]:
         mask, offset = decode_mask(entry["mask"])
         probability = MaskCrop(mask.astype(np.float32), offset)
         centroid = np.asarray(entry["centroid"], float)
-        chain.append(Instance(probability, mask, centroid, entry["score"], entry["source"], entry["spine_class"], entry["level"]))
+        chain.append(
+            Instance(probability, mask, centroid, entry["score"], entry["source"], entry["spine_class"], entry["level"])
+        )
     return chain
 
 
@@ -198,7 +204,8 @@ def picture_scale(shape: tuple[int, int], max_side: int) -> float:
 
 
 def _label(picture, level: str, right: int, y: float, colour, font_scale: float, thickness: int) -> None:
-    """The level name just right of the mask's rightmost column `right`, at height `y`, dark-edged to read on any film."""
+    """The level name just right of the mask's rightmost column `right`, at height `y`, dark-edged to read
+    on any film."""
     x = right + 3 * thickness
     y = int(round(y))
     (width, height), _ = cv2.getTextSize(level, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
@@ -208,7 +215,9 @@ def _label(picture, level: str, right: int, y: float, colour, font_scale: float,
     cv2.putText(picture, level, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, thickness, cv2.LINE_AA)
 
 
-def write_outputs(output_dir, result: LoopResult, film: np.ndarray, image_info: dict, overlay_cfg: dict) -> dict[str, Path]:
+def write_outputs(
+    output_dir, result: LoopResult, film: np.ndarray, image_info: dict, overlay_cfg: dict
+) -> dict[str, Path]:
     """The label map, overlay and instances JSON of one film (the JSON last: it marks the film done)."""
     paths = output_paths(output_dir, result.image_id)
     labels = label_map(result)

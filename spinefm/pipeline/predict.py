@@ -91,14 +91,18 @@ class OutputWriter(BasePredictionWriter):
         self.start = time.perf_counter()
         self.writers.start()  # the processes start while the first films are read and walked
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ) -> None:
         for film, outcome in prediction:
             if film.done:
                 self.skipped.append(film.id)
             elif film.problem is not None or not isinstance(outcome, LoopResult):
                 self.failed.append({"id": film.id, "path": str(film.path), "reason": film.problem or outcome})
             else:
-                self.writers.submit(film.id, str(film.path), self.output_dir, outcome, film.pixels, film.info, self.overlay)
+                self.writers.submit(
+                    film.id, str(film.path), self.output_dir, outcome, film.pixels, film.info, self.overlay
+                )
         self._count(self.writers.collect())
 
     def on_predict_end(self, trainer, pl_module) -> None:
@@ -110,7 +114,10 @@ class OutputWriter(BasePredictionWriter):
         if isinstance(exception, Interrupted):
             self._summarise(trainer, [self._counts()], interrupted=exception.name)
             if trainer.is_global_zero:
-                exception.add_note(f"{len(self.processed)} films done, summary in {self.output_dir / 'summary.json'}; a run into the same output folder does only the rest")
+                exception.add_note(
+                    f"{len(self.processed)} films done, summary in {self.output_dir / 'summary.json'}; "
+                    "a run into the same output folder does only the rest"
+                )
 
     def _count(self, written: list[Written]) -> None:
         for film in written:
@@ -125,7 +132,10 @@ class OutputWriter(BasePredictionWriter):
     def _summarise(self, trainer, parts: list, interrupted: str | None) -> None:
         summary = {"input": self.source, "output": str(self.output_dir), "world_size": trainer.world_size}
         for key, index in (("processed", 0), ("skipped", 1), ("failed", 2)):
-            summary[key] = sorted((item for part in parts for item in part[index]), key=lambda item: item if isinstance(item, str) else item["id"])
+            summary[key] = sorted(
+                (item for part in parts for item in part[index]),
+                key=lambda item: item if isinstance(item, str) else item["id"],
+            )
         summary["total"] = sum(len(summary[key]) for key in ("processed", "skipped", "failed"))
         summary["per_rank"] = [dict(zip(("processed", "skipped", "failed"), map(len, part))) for part in parts]
         summary["seconds"] = round(time.perf_counter() - self.start, 3)
@@ -194,9 +204,16 @@ def predict_films(
     """
     _bound_heap_growth()
     dataset = FilmDataset(inputs, output_dir, settings or FilmSettings())
-    loader = DataLoader(dataset, batch_size=films_per_batch, num_workers=num_workers, collate_fn=FilmDataset.collate,
-                        worker_init_fn=partial(init_worker, os.getpid()))
-    writer = OutputWriter(output_dir, source, overlay or {"max_side": 2048, "alpha": 0.4}, WriterPool(writers, 2 * films_per_batch))
+    loader = DataLoader(
+        dataset,
+        batch_size=films_per_batch,
+        num_workers=num_workers,
+        collate_fn=FilmDataset.collate,
+        worker_init_fn=partial(init_worker, os.getpid()),
+    )
+    writer = OutputWriter(
+        output_dir, source, overlay or {"max_side": 2048, "alpha": 0.4}, WriterPool(writers, 2 * films_per_batch)
+    )
     trainer = trainer_factory([writer, KeepStopHandlers()])
     if inputs:
         trainer.predict(PipelineModule(loop, view), dataloaders=loader, return_predictions=False)
@@ -207,7 +224,8 @@ def predict_films(
 
 def format_summary(summary: dict) -> str:
     lines = [
-        f"{summary['total']} films: {len(summary['processed'])} processed, {len(summary['skipped'])} skipped (already done), "
+        f"{summary['total']} films: {len(summary['processed'])} processed, "
+        f"{len(summary['skipped'])} skipped (already done), "
         f"{len(summary['failed'])} failed, {summary['seconds']:.1f} s -> {summary['output']}"
     ]
     lines += [f"  failed {f['id']}: {f['reason']}" for f in summary["failed"]]

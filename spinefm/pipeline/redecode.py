@@ -20,15 +20,17 @@ from omegaconf import OmegaConf
 
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.decode import ChainView, DecodeConfig, decode_chain
-from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.outputs import instance_entry, read_chain
+from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.types import Trace
 
 
 def redecode(payload: dict, config: DecodeConfig, duplicate_iou: float = 0.5) -> dict:
     """An instances JSON (as read) decoded again; the input is left as it was."""
     trace = payload["trace"]
-    probabilities = np.array([[np.nan if p is None else p for p in row] for row in trace["chain_probabilities"]], dtype=np.float64)
+    probabilities = np.array(
+        [[np.nan if p is None else p for p in row] for row in trace["chain_probabilities"]], dtype=np.float64
+    )
     support = np.asarray(trace["chain_support"], dtype=np.float64)
     view = ChainView(**trace["chain_view"])
     decoded = decode_chain(probabilities, trace["classes"], support, view, config, trace["class_prior"])
@@ -38,16 +40,25 @@ def redecode(payload: dict, config: DecodeConfig, duplicate_iou: float = 0.5) ->
             instance.level = level
     counts = Trace()
     instances = select_instances(chain, decoded.kept, duplicate_iou, counts)
-    entries = [None if e is None else {**e, "level": lv, "kept": k} for e, lv, k in zip(payload["chain"], decoded.levels, decoded.kept)]
+    entries = [
+        None if e is None else {**e, "level": lv, "kept": k}
+        for e, lv, k in zip(payload["chain"], decoded.levels, decoded.kept)
+    ]
     new_trace = {**trace, "chain_levels": decoded.levels, "chain_kept": decoded.kept, "dropped": counts.dropped}
     return {**payload, "instances": [instance_entry(i) for i in instances], "trace": new_trace, "chain": entries}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("predictions", type=Path, help="a folder of <id>.json written by infer.py or evaluate.py")
     parser.add_argument("out", type=Path, help="the folder to write the re-decoded <id>.json to")
-    parser.add_argument("settings", nargs="*", help="DecodeConfig settings as key=value (evidence.outside.vertebra=0.2), and duplicate_iou=...")
+    parser.add_argument(
+        "settings",
+        nargs="*",
+        help="DecodeConfig settings as key=value (evidence.outside.vertebra=0.2), and duplicate_iou=...",
+    )
     args = parser.parse_args(argv)
     settings = OmegaConf.to_container(OmegaConf.from_dotlist(args.settings))
     duplicate_iou = settings.pop("duplicate_iou", 0.5)

@@ -32,7 +32,9 @@ def adapter_class(name: str) -> type:
     """The adapter registered as `name`, or the class a "module:Class" name imports."""
     cls = import_object(name) if ":" in name else _ADAPTERS.get(name)
     if cls is None:
-        raise ValueError(f"no adapter registered as {name!r}; registered: {sorted(_ADAPTERS)} (or name one as 'module:Class')")
+        raise ValueError(
+            f"no adapter registered as {name!r}; registered: {sorted(_ADAPTERS)} (or name one as 'module:Class')"
+        )
     if getattr(cls, "role", None) not in ROLES:
         raise ValueError(f"{name!r} is not an adapter: its role must be one of {ROLES}")
     return cls

@@ -7,7 +7,9 @@ from spinefm.data.masks import crop_iou
 from spinefm.pipeline.types import Instance, Trace
 
 
-def select_instances(chain: list[Instance | None], kept: list[bool], duplicate_iou: float, trace: Trace) -> list[Instance]:
+def select_instances(
+    chain: list[Instance | None], kept: list[bool], duplicate_iou: float, trace: Trace
+) -> list[Instance]:
     """The chain's kept instances, duplicates dropped; counts what was dropped in `trace.dropped`."""
     trace.dropped = {"decoded_out": kept.count(False), "empty": 0, "duplicate": 0}
     instances = [instance for instance, keep in zip(chain, kept) if keep and instance is not None]

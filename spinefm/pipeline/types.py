@@ -21,7 +21,8 @@ SEED = "seed"
 
 # Why a direction of the walk stopped (Trace.stops[direction]).
 STOP_REASONS = {
-    "end": "`patience` doubtful steps in a row after the classifier called this direction's end class (kept for decoding)",
+    "end": "`patience` doubtful steps in a row after the classifier called this direction's end class "
+    "(kept for decoding)",
     "background": "`patience` doubtful steps in a row, the end class never called (kept for decoding)",
     "overlap": "the new mask overlaps the previous one with IoU > overlap_iou (discarded)",
     "empty_mask": "no pixel of the new mask is above mask_threshold (discarded)",
@@ -56,7 +57,9 @@ class MaskCrop:
         if total <= 0:
             return None
         rows, cols = np.indices(weights.shape)
-        return np.array([(weights * cols).sum() / total + self.offset[0], (weights * rows).sum() / total + self.offset[1]])
+        return np.array(
+            [(weights * cols).sum() / total + self.offset[0], (weights * rows).sum() / total + self.offset[1]]
+        )
 
 
 @dataclass

@@ -19,10 +19,16 @@ def spine_shapes(bodies: list[Body], lateral: bool, look: Look, rng: np.random.G
             shapes += _posterior_elements(body, look, rng) if lateral else _ap_elements(body, look)
     for upper, lower in zip(bodies, bodies[1:]):
         if upper.kind == lower.kind == "sacral":  # fused segments; the annotated S1 keeps a visible line
-            bridge = np.vstack([
-                upper.to_image([(-0.35 * upper.width, 0.4 * upper.height), (0.35 * upper.width, 0.4 * upper.height)]),
-                lower.to_image([(0.45 * lower.width, -0.4 * lower.height), (-0.45 * lower.width, -0.4 * lower.height)]),
-            ])
+            bridge = np.vstack(
+                [
+                    upper.to_image(
+                        [(-0.35 * upper.width, 0.4 * upper.height), (0.35 * upper.width, 0.4 * upper.height)]
+                    ),
+                    lower.to_image(
+                        [(0.45 * lower.width, -0.4 * lower.height), (-0.45 * lower.width, -0.4 * lower.height)]
+                    ),
+                ]
+            )
             shapes.append(Shape(bridge, look.bone * (0.4 if upper.role == "annotated" else 0.8)))
     rim = look.bone * rng.uniform(0.3, 0.7)
     for body in bodies:
@@ -40,9 +46,14 @@ def _posterior_elements(body: Body, look: Look, rng: np.random.Generator) -> lis
     top, bottom = (-0.05 * h, 0.48 * h) if body.kind == "dens" else (-0.45 * h, 0.45 * h)
     span, wall, reach = bottom - top, 0.5 * w, rng.uniform(1.0, 1.6) * w
     local = [
-        (wall, top + 0.1 * span), (wall + 0.35 * w, top), (wall + 0.75 * w, top + 0.15 * span),
-        (wall + reach, top + 0.55 * span), (wall + reach - 0.05 * w, top + 0.85 * span),
-        (wall + 0.7 * w, bottom - 0.05 * span), (wall + 0.35 * w, bottom + 0.08 * span), (wall, top + 0.55 * span),
+        (wall, top + 0.1 * span),
+        (wall + 0.35 * w, top),
+        (wall + 0.75 * w, top + 0.15 * span),
+        (wall + reach, top + 0.55 * span),
+        (wall + reach - 0.05 * w, top + 0.85 * span),
+        (wall + 0.7 * w, bottom - 0.05 * span),
+        (wall + 0.35 * w, bottom + 0.08 * span),
+        (wall, top + 0.55 * span),
     ]
     return [Shape(body.to_image(local), look.bone * rng.uniform(0.3, 0.5))]
 

@@ -32,8 +32,15 @@ def _cervical(by_name, bodies, look: Look, width, height, rng) -> list[Shape]:
     unit, bone, tissue = c4.width, look.bone, look.tissue
     # Neck: the face above C2 fills the width; the front of the neck slopes down to the chest.
     front, back = rng.uniform(2.8, 3.8) * unit, rng.uniform(3.2, 4.5) * unit
-    knots = [-height, c2.centre[1] - c2.height, by_name["C3"].centre[1], by_name["C5"].centre[1], c7.centre[1],
-             c7.centre[1] + 3 * unit, 2 * height]
+    knots = [
+        -height,
+        c2.centre[1] - c2.height,
+        by_name["C3"].centre[1],
+        by_name["C5"].centre[1],
+        c7.centre[1],
+        c7.centre[1] + 3 * unit,
+        2 * height,
+    ]
     anterior = [width, width, 1.8 * front, front, 1.1 * front, width, width]
     posterior = [width, width, 1.2 * back, back, 1.1 * back, width, width]
     shapes = [_silhouette(bodies, height, knots, anterior, posterior, tissue)]
@@ -55,8 +62,10 @@ def _cervical(by_name, bodies, look: Look, width, height, rng) -> list[Shape]:
     rx, ry = rng.uniform(6.0, 8.0) * unit, rng.uniform(4.0, 5.5) * unit
     centre = (rng.uniform(1.0, 3.0) * w, -0.5 * h - rng.uniform(0.3, 0.6) * h - ry)
     skull = c2.to_image(ellipse(centre, rx, ry, n=64))
-    shapes += [Shape(skull, 0.3 * bone, "overlay"),
-               Shape(skull, 0.6 * bone, "overlay", stroke_width(0.35 * unit), closed=True)]
+    shapes += [
+        Shape(skull, 0.3 * bone, "overlay"),
+        Shape(skull, 0.6 * bone, "overlay", stroke_width(0.35 * unit), closed=True),
+    ]
     # Mandible: ramus down from the skull base, round the angle, forward to the chin (a quadratic Bezier).
     jitter = rng.uniform(-0.3, 0.3, (3, 2)) * w
     condyle, angle, chin = np.array([(-1.0, -1.9), (-1.8, 0.6), (-5.0, 0.3)]) * (w, h) + jitter
@@ -87,15 +96,17 @@ def _lumbar(by_name, bodies, look: Look, width, height, rng) -> list[Shape]:
     centre = (rng.uniform(0.0, 0.6) * s1.width, rng.uniform(-0.2, 0.6) * s1.height)
     radii = (rng.uniform(1.2, 1.7) * s1.width, rng.uniform(1.6, 2.4) * s1.height)
     wing = s1.to_image(ellipse(centre, *radii, rng.uniform(-0.3, 0.3), n=40))
-    shapes += [Shape(wing, 0.2 * bone, "overlay"),
-               Shape(wing, 0.35 * bone, "overlay", stroke_width(0.12 * unit), closed=True)]
+    shapes += [
+        Shape(wing, 0.2 * bone, "overlay"),
+        Shape(wing, 0.35 * bone, "overlay", stroke_width(0.12 * unit), closed=True),
+    ]
     centre = (-rng.uniform(0.5, 1.2) * s1.width, rng.uniform(3.5, 4.5) * s1.height)
     shapes.append(Shape(s1.to_image(ellipse(centre, 0.9 * unit, 0.9 * unit)), 0.35 * bone, "overlay"))
     return shapes
 
 
 def _thoracolumbar(by_name, bodies, look: Look, width, height, rng) -> list[Shape]:
-    t1, t6, l3, s1 = by_name["T1"], by_name["T6"], by_name["L3"], by_name["S1"]
+    t1, t6, s1 = by_name["T1"], by_name["T6"], by_name["S1"]
     unit, bone, tissue = t6.width, look.bone, look.tissue
     neck, torso = rng.uniform(1.5, 2.2) * unit, rng.uniform(0.55, 0.8) * width
     knots = [-height] + [by_name[n].centre[1] for n in ("C6", "T1", "T4", "L3", "S1")] + [2 * height]
@@ -122,15 +133,22 @@ def _thoracolumbar(by_name, bodies, look: Look, width, height, rng) -> list[Shap
     # Clavicles from the sternum up and out; iliac wings beside the sacrum.
     t3, w, h = by_name["T3"], s1.width, s1.height
     for side in (-1, 1):
-        clavicle = np.array([
-            (t3.centre[0] + side * 0.6 * t1.width, t3.centre[1]),
-            (t1.centre[0] + side * 2.0 * t1.width, t1.centre[1] - 0.2 * t1.height),
-            (t1.centre[0] + side * rng.uniform(3.0, 4.0) * t1.width, t1.centre[1] - rng.uniform(1.0, 2.0) * t1.height),
-        ])
+        clavicle = np.array(
+            [
+                (t3.centre[0] + side * 0.6 * t1.width, t3.centre[1]),
+                (t1.centre[0] + side * 2.0 * t1.width, t1.centre[1] - 0.2 * t1.height),
+                (
+                    t1.centre[0] + side * rng.uniform(3.0, 4.0) * t1.width,
+                    t1.centre[1] - rng.uniform(1.0, 2.0) * t1.height,
+                ),
+            ]
+        )
         shapes.append(Shape(clavicle, 0.35 * bone, "overlay", stroke_width(0.45 * t1.height)))
         corners = np.array([(0.52, -0.3), (0.8, -1.6), (1.5, -1.5), (1.7, -0.5), (1.3, 1.5), (0.55, 1.2)])
         corners = corners * (side * w, h)
         wing = s1.to_image(rounded_polygon(corners, 0.5 * h, 6))
-        shapes += [Shape(wing, 0.3 * bone, "overlay"),
-                   Shape(wing, 0.5 * bone, "overlay", stroke_width(0.1 * unit), closed=True)]
+        shapes += [
+            Shape(wing, 0.3 * bone, "overlay"),
+            Shape(wing, 0.5 * bone, "overlay", stroke_width(0.1 * unit), closed=True),
+        ]
     return shapes

@@ -11,8 +11,17 @@ _MARGIN = 2.0  # pixels kept between framed bodies and the image border
 
 
 def frame_spine(
-    plans: list[BodyPlan], tangent, spec: ViewSpec, width: int, height: int, *, tilt: float,
-    cut: str | None, cut_depth: float, min_gap_px: float, rng: np.random.Generator,
+    plans: list[BodyPlan],
+    tangent,
+    spec: ViewSpec,
+    width: int,
+    height: int,
+    *,
+    tilt: float,
+    cut: str | None,
+    cut_depth: float,
+    min_gap_px: float,
+    rng: np.random.Generator,
 ) -> tuple[list[Body], float]:
     """Place the bodies in image pixels; returns them and the scale in pixels per mm.
 

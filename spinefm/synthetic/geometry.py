@@ -145,8 +145,13 @@ def place_bodies(plans: list[BodyPlan], tangent, px_per_mm: float, min_gap_px: f
             s += steps[i - 1] * px_per_mm
         for _ in range(200):
             body = Body(
-                plan.name, plan.kind, plan.role, plan.outline * px_per_mm, plan.width * px_per_mm,
-                plan.height * px_per_mm, np.array([np.interp(s, s_grid, xs), np.interp(s, s_grid, ys)]),
+                plan.name,
+                plan.kind,
+                plan.role,
+                plan.outline * px_per_mm,
+                plan.width * px_per_mm,
+                plan.height * px_per_mm,
+                np.array([np.interp(s, s_grid, xs), np.interp(s, s_grid, ys)]),
                 float(np.interp(s, s_grid, theta)) + plan.tilt,
             )
             deficit = min_gap_px - separation(bodies[-1].polygon, body.polygon) if bodies else -1.0

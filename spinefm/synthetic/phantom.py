@@ -12,7 +12,14 @@ from spinefm.synthetic.anatomy import spine_shapes
 from spinefm.synthetic.context import context_shapes
 from spinefm.synthetic.framing import frame_spine
 from spinefm.synthetic.geometry import (
-    Body, BodyPlan, body_corners, clip_to_image, densify, polygon_area, rounded_polygon, tangent_function,
+    Body,
+    BodyPlan,
+    body_corners,
+    clip_to_image,
+    densify,
+    polygon_area,
+    rounded_polygon,
+    tangent_function,
 )
 from spinefm.synthetic.implants import implant_shapes
 from spinefm.synthetic.render import Look, render
@@ -142,15 +149,25 @@ def generate_phantom(
 
     with_t1 = rng.random() < config.t1_probability
     plans = _plans(spec, config, with_t1, rng)
-    bend_range = {"lateral_cervical": config.cervical_lordosis_range, "lateral_lumbar": config.lumbar_lordosis_range,
-                  "ap_thoracolumbar": config.cobb_range}[view]
+    bend_range = {
+        "lateral_cervical": config.cervical_lordosis_range,
+        "lateral_lumbar": config.lumbar_lordosis_range,
+        "ap_thoracolumbar": config.cobb_range,
+    }[view]
     bend = rng.uniform(*bend_range)
     tangent = tangent_function(spec.lateral, bend, rng)
     cut = str(rng.choice(["top", "bottom"])) if rng.random() < config.cutoff_probability else None
     bodies, px_per_mm = frame_spine(
-        plans, tangent, spec, width, height, tilt=np.radians(rng.uniform(*config.tilt_range)),
-        cut=cut, cut_depth=rng.uniform(*config.cutoff_depth_range),
-        min_gap_px=config.min_gap_px * pixel_scale, rng=rng,
+        plans,
+        tangent,
+        spec,
+        width,
+        height,
+        tilt=np.radians(rng.uniform(*config.tilt_range)),
+        cut=cut,
+        cut_depth=rng.uniform(*config.cutoff_depth_range),
+        min_gap_px=config.min_gap_px * pixel_scale,
+        rng=rng,
     )
 
     look = Look.sample(rng, config, pixel_scale)

@@ -41,7 +41,7 @@ class Look:
     quantum: float  # signal-dependent (Poisson-like) noise sigma at full white
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, config, pixel_scale: float) -> "Look":
+    def sample(cls, rng: np.random.Generator, config, pixel_scale: float) -> Look:
         return cls(
             tissue=rng.uniform(*config.tissue_range),
             bone=rng.uniform(*config.contrast_range),

@@ -20,7 +20,14 @@ class ComponentModule(L.LightningModule):
     adapter: str = ""  # ... served by this adapter ...
     builder: str = ""  # ... on the model this "module:callable" builds; the three default to LEGACY[component]
 
-    def __init__(self, model: dict, optimizer: dict, scheduler: dict | None = None, inference: dict | None = None, dataset: dict | None = None):
+    def __init__(
+        self,
+        model: dict,
+        optimizer: dict,
+        scheduler: dict | None = None,
+        inference: dict | None = None,
+        dataset: dict | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(self.identity["builder"], model)
@@ -40,7 +47,10 @@ class ComponentModule(L.LightningModule):
             return optimizer
         scheduler = dict(self.hparams.scheduler)
         interval = scheduler.pop("interval", "epoch")
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": instantiate(scheduler, optimizer=optimizer), "interval": interval}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": instantiate(scheduler, optimizer=optimizer), "interval": interval},
+        }
 
     def checkpoint_metadata(self) -> dict:
         return {

@@ -134,7 +134,10 @@ class MaskRCNNModule(ComponentModule):
         if self.computes_map:
             threshold = self.hparams.inference["mask_threshold"]
             self.val_map.update(
-                [{"masks": o["masks"][:, 0] > threshold, "scores": o["scores"], "labels": o["labels"]} for o in outputs],
+                [
+                    {"masks": o["masks"][:, 0] > threshold, "scores": o["scores"], "labels": o["labels"]}
+                    for o in outputs
+                ],
                 [{"masks": t["masks"].bool(), "labels": t["labels"]} for t in targets],
             )
         self.val_centroid_recall.update(outputs, targets)

@@ -56,7 +56,9 @@ class MedSAModule(ComponentModule):
         val_threshold: float | None = None,
     ):
         if val_threshold is None and "mask_threshold" not in (inference or {}):
-            raise ValueError("medsa needs val_threshold or inference.mask_threshold: the probability binarising masks for val/dice")
+            raise ValueError(
+                "medsa needs val_threshold or inference.mask_threshold: the probability binarising masks for val/dice"
+            )
         super().__init__(model, optimizer, scheduler, inference, dataset)
         self.pos_weight = pos_weight
         self.dice_weight = dice_weight
@@ -108,7 +110,9 @@ class MedSAModule(ComponentModule):
         if not info.get("trainable_only"):
             return
         saved, built = info.get("model") or {}, self.model.base_identity()
-        differ = {k: (saved.get(k), built.get(k)) for k in sorted(set(saved) | set(built)) if saved.get(k) != built.get(k)}
+        differ = {
+            k: (saved.get(k), built.get(k)) for k in sorted(set(saved) | set(built)) if saved.get(k) != built.get(k)
+        }
         if differ:
             raise ValueError(
                 f"this Med-SA checkpoint was trained on another base model; (checkpoint, config) values: {differ}. "

@@ -22,7 +22,11 @@ def ddp_in_a_sweep():
     if hydra_cfg.mode != RunMode.MULTIRUN:
         yield
         return
-    config_dirs = [f"--config-dir={source.path}" for source in hydra_cfg.runtime.config_sources if source.provider == "command-line"]
+    config_dirs = [
+        f"--config-dir={source.path}"
+        for source in hydra_cfg.runtime.config_sources
+        if source.provider == "command-line"
+    ]
     sys.argv = [sys.argv[0], f"--config-name={hydra_cfg.job.config_name}", *config_dirs, *hydra_cfg.overrides.task]
     with read_write(hydra_cfg.run):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir

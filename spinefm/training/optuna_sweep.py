@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted_trials"  # study attribute: the numbers of the trials queued again
-WORKER = "worker"                   # trial attribute: host:pid of the process that runs it
+WORKER = "worker"  # trial attribute: host:pid of the process that runs it
 SQLITE = "sqlite:///"
 
 

@@ -24,7 +24,8 @@ def dataset_identity(dataset_cfg) -> dict:
 
 
 def train_stage(cfg: DictConfig, output_dir: Path) -> dict:
-    """Fit `cfg.stage` on `cfg.dataset`; writes the resolved config, returns (and writes as metrics.json) what came out."""
+    """Fit `cfg.stage` on `cfg.dataset`; writes the resolved config, returns (and writes as metrics.json)
+    what came out."""
     if rank_zero_only.rank == 0:  # under DDP every rank trains; one writes
         output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)  # .hydra/config.yaml keeps the interpolations
@@ -33,7 +34,9 @@ def train_stage(cfg: DictConfig, output_dir: Path) -> dict:
     datamodule, module = build_stage(cfg)
     callbacks = {name: instantiate(c) for name, c in (cfg.get("callbacks") or {}).items() if c is not None}
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=loggers or False, default_root_dir=str(output_dir))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=list(callbacks.values()), logger=loggers or False, default_root_dir=str(output_dir)
+    )
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -69,7 +72,9 @@ def train_all(cfg: DictConfig, output_dir: Path) -> dict:
     for name in cfg.stages:
         stage_dir = output_dir / name
         result = train_stage(stage_config(cfg, name, stage_dir), stage_dir)
-        components[name] = {k: result[k] for k in ("best_checkpoint", "last_checkpoint", "monitor", "best_value", "seconds")}
+        components[name] = {
+            k: result[k] for k in ("best_checkpoint", "last_checkpoint", "monitor", "best_value", "seconds")
+        }
     manifest = {"dataset": dataset_identity(cfg.dataset), "components": components}
     if rank_zero_only.rank == 0:  # under DDP every rank trains; one writes
         atomic_write_json(output_dir / "manifest.json", manifest)

@@ -53,7 +53,9 @@ class SpineEndModule(ComponentModule):
         # For the pipeline's decoder: the levels from the top end to the bottom end per view in the
         # training films (its count prior), and the class frequencies the classifier was trained with.
         datamodule = self.trainer.datamodule
-        self.level_counts = {view: dict(films) for view, films in (getattr(datamodule, "level_counts", None) or {}).items()}
+        self.level_counts = {
+            view: dict(films) for view, films in (getattr(datamodule, "level_counts", None) or {}).items()
+        }
         self.class_prior = getattr(datamodule, "class_prior", None)
 
     def checkpoint_metadata(self) -> dict:
@@ -82,13 +84,19 @@ class SpineEndModule(ComponentModule):
         recall = confusion.diag() / support.clamp_min(1)
         present = support > 0
         self.log("val/accuracy", confusion.diag().sum() / confusion.sum().clamp_min(1))
-        self.log("val/balanced_accuracy", recall[present].mean() if present.any() else recall.new_zeros(()), prog_bar=True)
+        self.log(
+            "val/balanced_accuracy", recall[present].mean() if present.any() else recall.new_zeros(()), prog_bar=True
+        )
         for name, value, has_samples in zip(self.classes, recall, present):
             if has_samples:
                 self.log(f"val/accuracy_{name}", value)
         self.last_confusion_matrix = confusion.cpu()
         if not self.trainer.sanity_checking and self.trainer.is_global_zero:
-            log.info("spine_end confusion matrix (epoch %d):\n%s", self.current_epoch, format_confusion(confusion, self.classes))
+            log.info(
+                "spine_end confusion matrix (epoch %d):\n%s",
+                self.current_epoch,
+                format_confusion(confusion, self.classes),
+            )
 
 
 def format_confusion(confusion: torch.Tensor, classes: list[str]) -> str:

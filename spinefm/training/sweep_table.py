@@ -57,7 +57,10 @@ class SweepTable(Callback):
         best = self.write(sweep_dir)
         if best:
             params = " ".join(f"{k}={v}" for k, v in best["params"].items())
-            print(f"best of {best['completed']} completed trials: job {best['job']}, {best['monitor']} = {best['value']}  {params}")
+            print(
+                f"best of {best['completed']} completed trials: job {best['job']}, "
+                f"{best['monitor']} = {best['value']}  {params}"
+            )
             print(f"  {best['run_dir']}  (table: {sweep_dir / self.table})")
 
     def write(self, sweep_dir: Path) -> dict | None:
@@ -66,10 +69,16 @@ class SweepTable(Callback):
             return None
         jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
         unfinished = {"status": "unfinished"}  # interrupted, or still running
-        trials = [{"job": job.name, "params": self._params(job), **(_read_json(job / self.record) or unfinished)} for job in jobs]
+        trials = [
+            {"job": job.name, "params": self._params(job), **(_read_json(job / self.record) or unfinished)}
+            for job in jobs
+        ]
         monitor = next((t["monitor"] for t in trials if t.get("monitor")), None) or "value"
         keys = list(dict.fromkeys(key for t in trials for key in t["params"]))
-        rows = [{"job": t["job"], "status": t["status"], **t["params"], monitor: t.get("value"), "error": t.get("error")} for t in trials]
+        rows = [
+            {"job": t["job"], "status": t["status"], **t["params"], monitor: t.get("value"), "error": t.get("error")}
+            for t in trials
+        ]
         atomic_write_csv(sweep_dir / self.table, rows, ["job", "status", *keys, monitor, "error"])
         completed = [t for t in trials if t.get("value") is not None]
         if not completed:
@@ -90,8 +99,15 @@ class SweepTable(Callback):
         return best
 
     def _params(self, job_dir: Path) -> dict:
-        overrides = OmegaConf.load(job_dir / ".hydra" / "overrides.yaml") if (job_dir / ".hydra" / "overrides.yaml").is_file() else []
-        values = {o.get_key_element(): o.get_value_element_as_str() for o in OverridesParser.create().parse_overrides(list(overrides))}
+        overrides = (
+            OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")
+            if (job_dir / ".hydra" / "overrides.yaml").is_file()
+            else []
+        )
+        values = {
+            o.get_key_element(): o.get_value_element_as_str()
+            for o in OverridesParser.create().parse_overrides(list(overrides))
+        }
         return values if self.swept is None else {k: values.get(k) for k in self.swept}
 
 

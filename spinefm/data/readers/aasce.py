@@ -79,7 +79,9 @@ class AasceReader(Reader):
             raise self._fail("missing_image", entry, "image file not found", image_path)
         points = self._corner_points(entry, image_path, mat_path)
         if points.shape[0] % 4:
-            raise self._fail("unreadable_annotation", entry, f"{points.shape[0]} points is not 4 per vertebra", mat_path)
+            raise self._fail(
+                "unreadable_annotation", entry, f"{points.shape[0]} points is not 4 per vertebra", mat_path
+            )
         count = points.shape[0] // 4
         corners = points.reshape(count, 4, 2)
         if self.order_by_position:  # some files list the top vertebra last

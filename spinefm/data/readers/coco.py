@@ -93,14 +93,22 @@ class CocoReader(Reader):
                 outline = _outline(annotation["segmentation"], image["height"], image["width"])
                 outline["exact"] = bool(annotation.get("attributes", {}).get("exact", True))
             except (KeyError, TypeError, ValueError) as error:
-                record.problems.append(self._problem("unreadable_annotation", entry, f"annotation {annotation.get('id')}: {error}", json_path))
+                record.problems.append(
+                    self._problem(
+                        "unreadable_annotation", entry, f"annotation {annotation.get('id')}: {error}", json_path
+                    )
+                )
                 continue
             if is_level(name):
                 record.vertebrae.append(Vertebra(normalize_level(name), **outline))
             elif name.lower() in GENERIC_CATEGORIES:
                 unlabelled.append(outline)
             else:
-                record.problems.append(self._problem("unknown_level", entry, f"category {name!r} is neither a level nor a vertebra", json_path))
+                record.problems.append(
+                    self._problem(
+                        "unknown_level", entry, f"category {name!r} is neither a level nor a vertebra", json_path
+                    )
+                )
         record.vertebrae.extend(self._levels_by_order(entry, unlabelled, record))
         return record
 
@@ -109,7 +117,10 @@ class CocoReader(Reader):
             return []
         anchor = self.first_level if self.level_anchor == "top" else self.last_level
         if anchor is None:
-            raise ValueError(f"{type(self).__name__}: a generic vertebra category needs {self.level_anchor} level (first_level / last_level)")
+            raise ValueError(
+                f"{type(self).__name__}: a generic vertebra category needs {self.level_anchor} level "
+                "(first_level / last_level)"
+            )
         # Provisional level only to build the objects; real levels follow from the vertical order.
         vertebrae = sorted((Vertebra(anchor, **o) for o in outlines), key=lambda v: v.centroid()[1])
         steps = range(len(vertebrae)) if self.level_anchor == "top" else range(1 - len(vertebrae), 1)
@@ -117,7 +128,9 @@ class CocoReader(Reader):
         for vertebra, step in zip(vertebrae, steps):
             level = offset_level(anchor, step)
             if level is None:
-                record.problems.append(self._problem("unknown_level", entry, f"more vertebrae than levels from {anchor}"))
+                record.problems.append(
+                    self._problem("unknown_level", entry, f"more vertebrae than levels from {anchor}")
+                )
                 continue
             vertebra.level = level
             kept.append(vertebra)
@@ -151,7 +164,11 @@ def _resolve_annotations(root: Path, annotations):
         return annotations
     if (root / "annotations.json").is_file():
         return "annotations.json"
-    per_split = {split: f"annotations/{split}.json" for split in ("train", "val", "test") if (root / "annotations" / f"{split}.json").is_file()}
+    per_split = {
+        split: f"annotations/{split}.json"
+        for split in ("train", "val", "test")
+        if (root / "annotations" / f"{split}.json").is_file()
+    }
     if not per_split:
         raise FileNotFoundError(
             f"no COCO annotations in {root}: expected annotations.json or annotations/<split>.json; "

@@ -46,8 +46,14 @@ CORNERS = ("top left", "top right", "bottom right", "bottom left")  # outline or
 NATIVE_IMAGES, NATIVE_JSON = "datasets-PNG", "datasets-JSON"
 
 _LABEL = re.compile(r"^\s*([a-z]\d+)[\s_\-.]*(.*?)\s*$", re.IGNORECASE)
-_ROLE_WORDS = {"upper": "top", "superior": "top", "lower": "bottom", "inferior": "bottom", "centre": "centroid",
-               "center": "centroid"}
+_ROLE_WORDS = {
+    "upper": "top",
+    "superior": "top",
+    "lower": "bottom",
+    "inferior": "bottom",
+    "centre": "centroid",
+    "center": "centroid",
+}
 
 
 class CsxaReader(MaskFolderReader):

@@ -16,7 +16,9 @@ DISK_ANNOTATIONS = {split: f"annotations/{split}.json" for split in SPLITS}
 class GeneratedReader(Reader):
     """`num_images[split]` phantoms per split; image i of a split is always the same phantom."""
 
-    def __init__(self, split: str = "train", num_images: Mapping[str, int] | None = None, seed: int = 0, phantom=None, **kwargs):
+    def __init__(
+        self, split: str = "train", num_images: Mapping[str, int] | None = None, seed: int = 0, phantom=None, **kwargs
+    ):
         self.num_images = dict(num_images or {"train": 64, "val": 16, "test": 16})
         self.seed = seed
         self.phantom = phantom if isinstance(phantom, PhantomConfig) else PhantomConfig(**dict(phantom or {}))
