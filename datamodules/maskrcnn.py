@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Film:
-    """One film at the training scale: uint8 image, vertebra masks (stored cropped) and labels."""
+class DetectionSample:
+    """A film scaled for training: uint8 image, vertebra masks (stored cropped) and labels."""
 
     id: str
     image: np.ndarray
@@ -32,7 +32,7 @@ class Film:
     labels: np.ndarray
 
 
-def scale_record(record: ImageRecord, image_size: int, levels: list[str] | None, min_mask_area: int) -> Film:
+def scale_record(record: ImageRecord, image_size: int, levels: list[str] | None, min_mask_area: int) -> DetectionSample:
     """The record's image resized so its long side is `image_size`, with its vertebrae rasterised
     at that scale; masks smaller than `min_mask_area` pixels there are dropped."""
     pixels = record.load_image()
@@ -46,7 +46,7 @@ def scale_record(record: ImageRecord, image_size: int, levels: list[str] | None,
             continue
         instances.append(Vertebra.from_full_mask(vertebra.level, mask))
         labels.append(_label(record.id, vertebra.level, levels))
-    return Film(record.id, image, instances, np.asarray(labels, dtype=np.int64))
+    return DetectionSample(record.id, image, instances, np.asarray(labels, dtype=np.int64))
 
 
 def scaled_mask(vertebra: Vertebra, original: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
@@ -81,27 +81,27 @@ def mask_boxes(masks: np.ndarray) -> np.ndarray:
     return boxes
 
 
-class FilmDataset(Dataset):
+class DetectionDataset(Dataset):
     """(image (3, H, W) float in [0, 1], target {boxes, labels, masks}) in torchvision's format.
 
     With `augment`, boxes are recomputed from the augmented masks and instances left with fewer
     than `min_mask_area` pixels are dropped.
     """
 
-    def __init__(self, films: list[Film], augment: A.Compose | None = None, min_mask_area: int = 1):
-        self.films = films
+    def __init__(self, samples: list[DetectionSample], augment: A.Compose | None = None, min_mask_area: int = 1):
+        self.samples = samples
         self.augment = augment
         self.min_mask_area = min_mask_area
 
     def __len__(self) -> int:
-        return len(self.films)
+        return len(self.samples)
 
     def __getitem__(self, index: int):
-        film = self.films[index]
-        height, width = film.image.shape
-        image, labels = film.image, film.labels
-        masks = np.zeros((len(film.instances), height, width), np.uint8)
-        for i, vertebra in enumerate(film.instances):
+        sample = self.samples[index]
+        height, width = sample.image.shape
+        image, labels = sample.image, sample.labels
+        masks = np.zeros((len(sample.instances), height, width), np.uint8)
+        for i, vertebra in enumerate(sample.instances):
             masks[i] = vertebra.to_mask(height, width)
         if self.augment is not None:
             # albumentations keeps its own random state: reseed from torch, which is seeded per worker
@@ -164,11 +164,11 @@ class MaskRCNNDataModule(RecordDataModule):
 
     def build_dataset(self, records: list[ImageRecord], train: bool) -> Dataset:
         split = "train" if train else "val"
-        films = []
+        samples = []
         for record in tqdm(records, desc=f"scaling {split} films", leave=False):
             try:
-                films.append(scale_record(record, self.image_size, self.levels, self.min_mask_area))
+                samples.append(scale_record(record, self.image_size, self.levels, self.min_mask_area))
             except DataError as error:
                 self.skipped.setdefault(split, []).append(str(error.problem))
                 log.warning("skipped %s", error.problem)
-        return FilmDataset(films, self.build_augment() if train else None, self.min_mask_area)
+        return DetectionDataset(samples, self.build_augment() if train else None, self.min_mask_area)

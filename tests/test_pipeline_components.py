@@ -12,7 +12,7 @@ from spinefm.data.masks import crop_iou
 from spinefm.data.patches import median_spacing, patch_side
 from spinefm.models.medsa import MedSA
 from spinefm.pipeline import STOP_REASONS, InductiveLoop, LoopConfig
-from spinefm.pipeline.adapters import MedSASegmenter, to_original_grid
+from spinefm.pipeline.adapters import MedSAAdapter, to_original_grid
 from spinefm.pipeline.components import load_components, load_loop
 from spinefm.pipeline.manifest import checkpoint_paths
 from spinefm.pipeline.types import Patches
@@ -44,7 +44,7 @@ class Centre:
 def test_segmenter_patches_are_the_training_patches():
     record = phantoms(1, 256)[0]
     model = MedSA(backbone="tiny")
-    segmenter = MedSASegmenter(model, PATCH, model.input_size, model.low_res_size)
+    segmenter = MedSAAdapter(model, PATCH, model.input_size, model.low_res_size)
     side = patch_side(PATCH, median_spacing(record))
     image8 = to_uint8(record.load_image())
     centres = np.stack([v.centroid() for v in record.vertebrae])
@@ -64,7 +64,7 @@ def test_a_training_target_maps_back_onto_its_vertebra():
     image8 = to_uint8(record.load_image())
     contexts = [cut_context(image8, v, side, size, 0.0) for v in record.vertebrae]
     targets = torch.stack([s["target"][0] for s in VertebraPatchDataset(contexts, size, low)])[:, None]
-    segmenter = MedSASegmenter(Centre(targets), PATCH, size, low)
+    segmenter = MedSAAdapter(Centre(targets), PATCH, size, low)
     centres = np.stack([v.centroid() for v in record.vertebrae])
     (crops,) = segmenter.segment([Patches(image8, centres, (side,) * len(centres))])
     height, width = image8.shape

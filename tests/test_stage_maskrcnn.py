@@ -16,7 +16,7 @@ from lightning import Trainer
 from torch import nn
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-from datamodules.maskrcnn import FilmDataset, MaskRCNNDataModule, detection_collate
+from datamodules.maskrcnn import DetectionDataset, MaskRCNNDataModule, detection_collate
 from spinefm.checkpoints import load_component
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.models.maskrcnn import BACKBONES, build_maskrcnn
@@ -244,8 +244,8 @@ def test_augmentation_keeps_masks_boxes_and_labels_together():
 
 def test_instances_moved_out_of_the_film_are_dropped_with_their_labels():
     shift_up = A.Compose([A.Affine(translate_percent={"x": (0.0, 0.0), "y": (-0.5, -0.5)}, p=1.0)])
-    films = datamodule("per_level").build_dataset([column_record()], train=False).films
-    _, target = FilmDataset(films, shift_up, min_mask_area=4)[0]
+    samples = datamodule("per_level").build_dataset([column_record()], train=False).samples
+    _, target = DetectionDataset(samples, shift_up, min_mask_area=4)[0]
     assert target["labels"].tolist() == [4, 5]  # L3, L4 remain; T12-based labels L1 = 2
     assert_tight_boxes(target)
 

@@ -34,7 +34,7 @@ def synthetic_dataset(train: int, val: int, image_size: int = 256) -> dict:
         "name": "synthetic",
         "root": None,
         "reader": {
-            "_target_": "spinefm.data.readers.synthetic.synthetic_reader",
+            "_target_": "spinefm.synthetic.reader.synthetic_reader",
             "root": None,
             "num_images": {"train": train, "val": val, "test": 0},
             "seed": 0,

@@ -17,7 +17,9 @@ from tqdm import tqdm
 from spinefm.data.coco_writer import CocoWriter
 from spinefm.data.factory import build_reader
 from spinefm.data.problems import DataError
-from spinefm.data.readers.synthetic import DISK_ANNOTATIONS
+from spinefm.data.readers.base import SPLITS
+
+DISK_ANNOTATIONS = {split: f"annotations/{split}.json" for split in SPLITS}  # what the synthetic reader reads back
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 

@@ -1,7 +1,7 @@
 """Per-film and whole-set metrics of predicted vertebrae against ground truth.
 
 Two ways of counting, side by side:
-- SpineFM's (method.md, "Evaluation as the paper counts it"): a ground-truth vertebra is identified
+- SpineFM's (as the paper counts it; docs/method.md, Evaluation): a ground-truth vertebra is identified
   when some prediction has Dice > `identify_dice` with it; one prediction may identify several
   ground-truth vertebrae (the original's rule, kept). Its Dice is its best Dice over all predictions.
   Identification rate = identified / all ground-truth vertebrae; headline Dice = mean best Dice over the

@@ -1,4 +1,4 @@
-"""The adapters that put trained models behind the pipeline's roles (`types.SeedDetector` ...).
+"""The adapters that put trained models behind the pipeline's roles (`types.Detector` ...).
 
 Each adapter cuts its inputs exactly as its training stage did (same crops, resizes and uint8
 film) and maps outputs back onto image pixels. Its settings come from the checkpoint's `inference`
@@ -76,7 +76,7 @@ def _full_precision(method):
 
 
 @register_adapter("maskrcnn")
-class MaskRCNNDetector(Adapter):
+class MaskRCNNAdapter(Adapter):
     """Mask R-CNN on the film scaled to `image_size` on its long side (as in training); each mask is
     resampled onto the original pixel grid over the part where the model drew it, and binarised at
     `mask_threshold` for its centroid and area. Only detections scoring above `score_threshold` are
@@ -130,7 +130,7 @@ def to_original_grid(mask: np.ndarray, shape: tuple[int, int]) -> MaskCrop | Non
 
 
 @register_adapter("medsa")
-class MedSASegmenter(Adapter):
+class MedSAAdapter(Adapter):
     """Med-SA on side x side patches (`patch_origin` / `crop_patch` / `resize_square`, as
     `datamodules.medsa`), prompted with one point at the patch centre; the sigmoid of the low-res
     logits goes back onto image pixels: low-res pixel u covers x0 + (u + 0.5) * side / L - 0.5."""

@@ -35,7 +35,7 @@ class FilmSettings:
 
 
 @dataclass
-class Film:
+class LoadedFilm:
     """One input as the run sees it: `pixels` when usable; otherwise `done` (outputs exist) or `problem`."""
 
     id: str
@@ -57,34 +57,34 @@ class Unusable(Exception):
     """A film the run skips, with the reason it reports."""
 
 
-def load_film(item: InputImage | ImageRecord, output_dir, settings: FilmSettings) -> Film:
+def load_film(item: InputImage | ImageRecord, output_dir, settings: FilmSettings) -> LoadedFilm:
     path = item.image_path if isinstance(item, ImageRecord) else item.path
     if not settings.overwrite and is_done(output_dir, item.id):
-        return Film(item.id, path, done=True)
+        return LoadedFilm(item.id, path, done=True)
     try:
         film = _record_film(item) if isinstance(item, ImageRecord) else _file_film(item, settings)
         _check_size(*film.pixels.shape[:2], settings)  # the header may not tell the decoded size
     except DataError as error:
-        return Film(item.id, path, problem=f"{error.problem.kind}: {error.problem.message}")
+        return LoadedFilm(item.id, path, problem=f"{error.problem.kind}: {error.problem.message}")
     except Unusable as problem:
-        return Film(item.id, path, problem=str(problem))
+        return LoadedFilm(item.id, path, problem=str(problem))
     return film
 
 
-def _record_film(record: ImageRecord) -> Film:
+def _record_film(record: ImageRecord) -> LoadedFilm:
     pixels = record.load_image()
-    return Film(
+    return LoadedFilm(
         record.id, record.image_path, pixels, record.view, bool(record.meta.get("inverted", False)), record.spacing_mm
     )
 
 
-def _file_film(item: InputImage, settings: FilmSettings) -> Film:
+def _file_film(item: InputImage, settings: FilmSettings) -> LoadedFilm:
     """The file's film; empty files and sizes its header tells are refused before decoding."""
     if item.path.is_file() and item.path.stat().st_size == 0:
         raise Unusable("empty file")
     _check_size(*read_image_size(item.path, item.id), settings)
     loaded = read_image(item.path, item.id, auto_invert=settings.auto_invert)
-    return Film(item.id, item.path, loaded.pixels, None, loaded.inverted, loaded.spacing_mm)
+    return LoadedFilm(item.id, item.path, loaded.pixels, None, loaded.inverted, loaded.spacing_mm)
 
 
 def _check_size(height: int, width: int, settings: FilmSettings) -> None:
@@ -95,7 +95,7 @@ def _check_size(height: int, width: int, settings: FilmSettings) -> None:
 
 
 class FilmDataset(Dataset):
-    """The inputs as `Film`s, loaded on access; batches are plain lists (`collate`)."""
+    """The inputs as `LoadedFilm`s, loaded on access; batches are plain lists (`collate`)."""
 
     def __init__(self, inputs: list[InputImage | ImageRecord], output_dir, settings: FilmSettings):
         self.inputs = inputs
@@ -105,9 +105,9 @@ class FilmDataset(Dataset):
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def __getitem__(self, index: int) -> Film:
+    def __getitem__(self, index: int) -> LoadedFilm:
         return load_film(self.inputs[index], self.output_dir, self.settings)
 
     @staticmethod
-    def collate(films: list[Film]) -> list[Film]:
+    def collate(films: list[LoadedFilm]) -> list[LoadedFilm]:
         return films

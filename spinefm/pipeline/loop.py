@@ -46,13 +46,13 @@ from spinefm.pipeline.types import (
     DOWN,
     SEED,
     UP,
+    Classifier,
     Detection,
-    EndClassifier,
+    Detector,
     Instance,
     LoopResult,
     MaskCrop,
-    NextPointPredictor,
-    SeedDetector,
+    Predictor,
     Segmenter,
     Step,
     Trace,
@@ -158,10 +158,10 @@ class InductiveLoop:
 
     def __init__(
         self,
-        detector: SeedDetector,
+        detector: Detector,
         segmenter: Segmenter,
-        predictor: NextPointPredictor,
-        classifier: EndClassifier,
+        predictor: Predictor,
+        classifier: Classifier,
         config: LoopConfig | Mapping | None = None,
     ):
         self.detector = detector

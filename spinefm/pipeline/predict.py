@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from spinefm.data.record import ImageRecord
 from spinefm.interrupt import Interrupted, init_worker, reinstall, stop_ranks
 from spinefm.io_utils import atomic_write_json
-from spinefm.pipeline.films import Film, FilmDataset, FilmSettings
+from spinefm.pipeline.films import FilmDataset, FilmSettings, LoadedFilm
 from spinefm.pipeline.inputs import InputImage
 from spinefm.pipeline.lockstep import LockstepRunner
 from spinefm.pipeline.loop import InductiveLoop
@@ -47,13 +47,13 @@ class PipelineModule(pl.LightningModule):
         models = {role: getattr(component, "model", None) for role, component in loop.components.items()}
         self.networks = nn.ModuleDict({role: model for role, model in models.items() if isinstance(model, nn.Module)})
 
-    def predict_step(self, films: list[Film], batch_idx: int) -> list[tuple[Film, LoopResult | str | None]]:
+    def predict_step(self, films: list[LoadedFilm], batch_idx: int) -> list[tuple[LoadedFilm, LoopResult | str | None]]:
         """Each film with its result, the error that stopped it, or None when it was not run (done or unusable)."""
         usable = [film for film in films if film.pixels is not None]
         outcomes = dict(zip((film.id for film in usable), self._run(usable)))
         return [(film, outcomes.get(film.id)) for film in films]
 
-    def _run(self, films: list[Film]) -> list[LoopResult | str]:
+    def _run(self, films: list[LoadedFilm]) -> list[LoopResult | str]:
         if not films:
             return []
         try:
@@ -62,7 +62,7 @@ class PipelineModule(pl.LightningModule):
         except Exception:  # a film broke the batch: run them one by one, so only that film fails
             return [self._run_one(film) for film in films]
 
-    def _run_one(self, film: Film) -> LoopResult | str:
+    def _run_one(self, film: LoadedFilm) -> LoopResult | str:
         try:
             return self.loop.run(film.pixels, film.view or self.view, film.id)
         except Exception as error:

@@ -1,7 +1,7 @@
 """What a film's walk asks of the components (`InductiveLoop.walk` yields these and is sent the answers).
 
 Each kind of request names the role that answers it and serves a batch of requests, from any
-number of films, with ONE call of that role's batched interface (`types.SeedDetector` ...),
+number of films, with ONE call of that role's batched interface (`types.Detector` ...),
 returning one answer per request in order.
 """
 

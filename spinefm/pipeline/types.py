@@ -204,7 +204,7 @@ class Patches:
 # {mode, side_px, spacing_factor} (`spinefm.data.patches.patch_side`).
 
 
-class SeedDetector(Protocol):
+class Detector(Protocol):
     def detect(self, films: Sequence[np.ndarray]) -> list[list[Detection]]: ...
 
 
@@ -216,13 +216,13 @@ class Segmenter(Protocol):
         ...
 
 
-class NextPointPredictor(Protocol):
+class Predictor(Protocol):
     def predict(self, windows: np.ndarray, image_sizes: np.ndarray) -> np.ndarray:
         """windows (N, 3, 2) furthest, middle, nearest centroid; image_sizes (N, 2) as (width, height) -> (N, 2)."""
         ...
 
 
-class EndClassifier(Protocol):
+class Classifier(Protocol):
     patch: dict
     classes: list[str]  # `spinefm.models.spine_end.class_names` order
     class_prior: list[float] | None  # class frequencies in training (None: every class equally often)

@@ -1,16 +1,17 @@
-"""Synthetic spines: generated on the fly from seeds, or read back from disk as COCO."""
+"""The synthetic dataset's reader: phantoms generated on the fly from seeds, or read back as COCO
+from a folder `spinefm.data.export` wrote."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from spinefm.data.export import DISK_ANNOTATIONS
 from spinefm.data.readers.base import SPLITS, Entry, Reader
 from spinefm.data.readers.coco import CocoReader
 from spinefm.data.record import ImageRecord
-from spinefm.synthetic import PhantomConfig, generate_phantom
+from spinefm.synthetic.phantom import PhantomConfig, generate_phantom
 
 SPLIT_SEED_STRIDE = 1_000_000  # seeds of different splits never meet
-DISK_ANNOTATIONS = {split: f"annotations/{split}.json" for split in SPLITS}
 
 
 class GeneratedReader(Reader):
