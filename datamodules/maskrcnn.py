@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from datamodules.base import RecordDataModule
 from spinefm.data.patches import scale_image
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.models.maskrcnn import class_levels, grey_to_input
+from spinefm.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class MaskRCNNDataModule(RecordDataModule):
     def build_dataset(self, records: list[ImageRecord], train: bool) -> Dataset:
         split = "train" if train else "val"
         samples = []
-        for record in tqdm(records, desc=f"scaling {split} films", leave=False):
+        for record in progress(records, f"scaling {split} films", unit="films"):
             try:
                 samples.append(scale_record(record, self.image_size, self.levels, self.min_mask_area))
             except DataError as error:

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from datamodules.base import RecordDataModule
 from spinefm.data.intensity import to_uint8
 from spinefm.data.patches import crop_patch, median_spacing, patch_origin, patch_side, resize_square
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord, Vertebra
+from spinefm.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class MedSADataModule(RecordDataModule):
     def build_dataset(self, records: list[ImageRecord], train: bool) -> Dataset:
         split = "train" if train else "val"
         contexts = []
-        for record in tqdm(records, desc=f"medsa {split} patches", leave=False):
+        for record in progress(records, f"medsa {split} patches", unit="films"):
             try:
                 contexts += self.record_contexts(record, self.jitter if train else 0.0)
             except DataError as error:  # an image whose pixels cannot be read

@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
-from tqdm import tqdm
 
 from datamodules.base import RecordDataModule
 from spinefm.data.intensity import to_uint8
@@ -26,6 +25,7 @@ from spinefm.data.patches import classifier_patch, median_spacing, patch_side
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord
 from spinefm.models.spine_end import BACKGROUND, class_names, levels_between_ends, vertebra_class, view_end_levels
+from spinefm.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class SpineEndDataModule(RecordDataModule):
         split = "train" if train else "val"
         rng = np.random.default_rng((self.seed, int(train)))
         patches, labels = [], []
-        for record in tqdm(records, desc=f"spine_end {split} patches", leave=False):
+        for record in progress(records, f"spine_end {split} patches", unit="films"):
             try:
                 record_patches, record_labels = self.record_samples(record, train, rng)
             except DataError as error:  # an image whose pixels cannot be read

@@ -8,8 +8,10 @@ HYDRA_FULL_ERROR=1); 128 + the signal's number when stopped by SIGINT (130) or S
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 
 from hydra.core.global_hydra import GlobalHydra
@@ -21,6 +23,13 @@ from spinefm.interrupt import Interrupted, stop_on_signals
 
 EXIT_FAILED_FILMS = 1
 EXIT_USER_ERROR = 2
+# Third-party messages that ask nothing of a user of this project: deprecations inside the libraries
+# (segment-anything's TinyViT imports timm's old paths; Lightning's own pytree use) and an advert.
+KNOWN_WARNINGS = (
+    (FutureWarning, r"Importing from timm\.models\.layers is deprecated"),
+    (DeprecationWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+)
+ADVERT = "💡 Tip:"
 
 
 class UserError(Exception):
@@ -49,13 +58,23 @@ def user_errors_reported():
         sys.exit(EXIT_USER_ERROR)
 
 
+def quiet_known_noise() -> None:
+    """Silence `KNOWN_WARNINGS` and Lightning's advert for its cloud logger."""
+    for category, message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda record: not str(record.msg).startswith(ADVERT))
+
+
 def entry_point(stoppable: bool = False):
-    """Decorates a Hydra task function (under `@hydra.main`): user errors reported in one line; with
-    `stoppable`, SIGINT and SIGTERM stop it cleanly (`interrupt.stop_on_signals`)."""
+    """Decorates a Hydra task function (under `@hydra.main`): known third-party noise silenced, user
+    errors reported in one line; with `stoppable`, SIGINT and SIGTERM stop it cleanly
+    (`interrupt.stop_on_signals`)."""
 
     def decorate(task):
         @functools.wraps(task)
         def run(cfg):
+            quiet_known_noise()
             with user_errors_reported():
                 if not stoppable:
                     return task(cfg)

@@ -151,3 +151,9 @@ def test_check_csxa_native_planted_defects(tmp_path):
     found = planted_kinds(summary)
     assert ("unreadable_annotation", "0000002", None) in found
     assert ("degenerate_outline", "0000003", "C4") in found
+
+
+def test_a_missing_dataset_folder_is_one_missing_root_problem(tmp_path):
+    summary = check_dataset(dataset_cfg("aasce", root=tmp_path / "nowhere"), progress=False)
+    assert [p["kind"] for p in summary["problems"]] == ["missing_root"] and summary["images"] == 0
+    assert str(tmp_path / "nowhere") in summary["problems"][0]["message"]

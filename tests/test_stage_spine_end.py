@@ -1,6 +1,7 @@
 """Spine-end stage: classes from end levels, background ring sampling, exact patches, balanced
 sampling, train.py runs, a tiny model learns, and its checkpoint reloads with the same logits."""
 
+import csv
 from collections import Counter
 
 import numpy as np
@@ -200,6 +201,10 @@ def test_tiny_model_learns_and_its_checkpoint_reloads(tmp_path, one_thread):
     result = metrics(run)
     assert result["best_value"] > 0.6  # chance: 0.25
     assert result["metrics"]["val/accuracy_background"] > 0.8
+    # every epoch's confusion matrix in the run folder (a row per true class), the last one in the log
+    rows = list(csv.DictReader((run / "confusion_matrices.csv").open()))
+    assert [r["epoch"] for r in rows] == [str(e) for e in range(6) for _ in FOUR] and rows[0]["true"] == FOUR[0]
+    assert (run / "train.log").read_text().count("confusion matrix") == 1
 
     model, info = load_component(result["best_checkpoint"])
     inference = info["inference"]

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from spinefm.data.factory import build_reader
 from spinefm.data.levels import level_index
 from spinefm.data.problems import DataError, Problem
 from spinefm.data.record import ImageRecord
 from spinefm.io_utils import atomic_write_json
+from spinefm.progress import progress as with_progress
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 
@@ -29,6 +29,9 @@ def check_dataset(dataset_cfg, splits=("train", "val", "test"), progress: bool =
     """Read every image of every split; return the summary that check writes as JSON."""
     summary = {"dataset": dataset_cfg.name, "root": str(dataset_cfg.root), "splits": {}}
     all_levels, all_problems = Counter(), []
+    if dataset_cfg.root is not None and not Path(dataset_cfg.root).exists():  # once, not once per split
+        all_problems.append(Problem("missing_root", "*", f"no folder {dataset_cfg.root}; set dataset.root").to_dict())
+        splits = ()
     for split in splits:
         result = _check_split(dataset_cfg, split, progress)
         summary["splits"][split] = result
@@ -43,7 +46,7 @@ def check_dataset(dataset_cfg, splits=("train", "val", "test"), progress: bool =
     return summary
 
 
-def _check_split(dataset_cfg, split: str, progress: bool) -> dict:
+def _check_split(dataset_cfg, split: str, show_progress: bool) -> dict:
     result = {"images": 0, "skipped": 0, "vertebrae": 0, "levels": {}, "problems": []}
     try:
         reader = build_reader(dataset_cfg, split)
@@ -53,7 +56,8 @@ def _check_split(dataset_cfg, split: str, progress: bool) -> dict:
         )
         return result
     levels = Counter()
-    for index in tqdm(range(len(reader)), desc=f"check {split}", disable=not progress, leave=False):
+    indices = range(len(reader))
+    for index in with_progress(indices, f"check {split}", unit="images") if show_progress else indices:
         problems = []
         try:
             record = reader[index]

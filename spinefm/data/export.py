@@ -12,12 +12,12 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from spinefm.data.coco_writer import CocoWriter
 from spinefm.data.factory import build_reader
 from spinefm.data.problems import DataError
 from spinefm.data.readers.base import SPLITS
+from spinefm.progress import progress
 
 DISK_ANNOTATIONS = {split: f"annotations/{split}.json" for split in SPLITS}  # what the synthetic reader reads back
 
@@ -31,7 +31,7 @@ def export_dataset(dataset_cfg, out, splits=("train", "val", "test")) -> dict:
         reader = build_reader(dataset_cfg, split)
         writer = CocoWriter(out, DISK_ANNOTATIONS[split])
         skipped = []
-        for index in tqdm(range(len(reader)), desc=f"export {split}", leave=False):
+        for index in progress(range(len(reader)), f"export {split}", unit="images"):
             try:
                 record = reader[index]
                 writer.add(record, record.load_image())

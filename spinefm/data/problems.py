@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 PROBLEM_KINDS = (
+    "missing_root",
     "missing_image",
     "unreadable_image",
     "missing_annotation",

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from spinefm.data.factory import load_records
 from spinefm.data.problems import DataError
@@ -37,6 +36,7 @@ from spinefm.io_utils import atomic_write_csv, atomic_write_json, atomic_write_p
 from spinefm.pipeline.from_config import loop_from_config, predict_options
 from spinefm.pipeline.outputs import output_paths, read_prediction
 from spinefm.pipeline.predict import predict_films
+from spinefm.progress import progress
 
 
 def evaluate(cfg: DictConfig) -> dict | None:
@@ -110,7 +110,7 @@ def _evaluate(cfg: DictConfig, records: list[ImageRecord], run: dict, output_dir
 def score(records: list[ImageRecord], predictions: Path, settings: EvaluationSettings, view: str | None) -> dict:
     accumulator, walk = MetricAccumulator(settings), WalkTally()
     clinical, without_prediction, unreadable = [], [], []
-    for record in tqdm(records, desc="score", unit="film"):
+    for record in progress(records, "score", unit="films"):
         path = output_paths(predictions, record.id)["instances"]
         spacing = record.spacing_mm
         if path.is_file():

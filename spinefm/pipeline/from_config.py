@@ -10,6 +10,7 @@ from spinefm.pipeline.components import load_loop
 from spinefm.pipeline.films import FilmSettings
 from spinefm.pipeline.loop import InductiveLoop
 from spinefm.pipeline.manifest import find_manifest, read_manifest
+from spinefm.progress_bar import progress_bar
 
 
 def without_nulls(settings: dict) -> dict:
@@ -34,7 +35,9 @@ def loop_from_config(cfg: DictConfig) -> tuple[InductiveLoop, str | None, dict]:
 def predict_options(cfg: DictConfig) -> dict:
     """`predict_films` keyword arguments from the runner settings (configs/runner/default.yaml)."""
     return {
-        "trainer_factory": lambda callbacks: instantiate(cfg.trainer, callbacks=callbacks),
+        "trainer_factory": lambda callbacks: instantiate(
+            cfg.trainer, callbacks=[*callbacks, *([progress_bar()] if cfg.progress_bar else [])]
+        ),
         "settings": FilmSettings(cfg.min_side, cfg.max_pixels, cfg.auto_invert, cfg.overwrite),
         "films_per_batch": cfg.films_per_batch,
         "num_workers": cfg.num_workers,

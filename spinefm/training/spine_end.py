@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import logging
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +14,7 @@ from spinefm.models.spine_end import class_names
 from spinefm.training.base import ComponentModule
 
 log = logging.getLogger(__name__)
+CONFUSION_FILE = "confusion_matrices.csv"  # in the run folder
 
 
 class SpineEndModule(ComponentModule):
@@ -92,11 +95,25 @@ class SpineEndModule(ComponentModule):
                 self.log(f"val/accuracy_{name}", value)
         self.last_confusion_matrix = confusion.cpu()
         if not self.trainer.sanity_checking and self.trainer.is_global_zero:
-            log.info(
-                "spine_end confusion matrix (epoch %d):\n%s",
-                self.current_epoch,
-                format_confusion(confusion, self.classes),
+            append_confusion(
+                Path(self.trainer.default_root_dir) / CONFUSION_FILE, self.current_epoch, confusion, self.classes
             )
+
+    def on_fit_end(self) -> None:
+        if self.last_confusion_matrix is not None and self.trainer.is_global_zero:
+            table = format_confusion(self.last_confusion_matrix, self.classes)
+            log.info("spine_end confusion matrix, last validation (every epoch's: %s):\n%s", CONFUSION_FILE, table)
+
+
+def append_confusion(path: Path, epoch: int, confusion: torch.Tensor, classes: list[str]) -> None:
+    """One row per true class (epoch, true class, count per predicted class) appended to a CSV."""
+    new = not path.is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as file:
+        writer = csv.writer(file)
+        if new:
+            writer.writerow(["epoch", "true", *(f"predicted_{c}" for c in classes)])
+        writer.writerows([epoch, name, *map(int, row)] for name, row in zip(classes, confusion.tolist()))
 
 
 def format_confusion(confusion: torch.Tensor, classes: list[str]) -> str:
