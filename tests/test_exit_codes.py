@@ -127,6 +127,9 @@ def test_train_help_needs_no_stage_and_train_without_one_is_one_line(tmp_path):
     assert helped.returncode == 0 and "stage: maskrcnn" in helped.stdout and "Traceback" not in helped.stderr, (
         helped.stderr[-3000:]
     )
+    for script, required in (("train.py", "stage="), ("infer.py", "input="), ("evaluate.py", "dataset=")):
+        usage = run(script, "--help").stdout
+        assert usage.startswith(f"usage: python {script} ") and "Required:" in usage and required in usage.splitlines()[0]
     line = one_error_line(run("train.py", f"paths.log_dir={tmp_path}"))
     assert "stage=<maskrcnn|" in line and "experiment=train_all" in line
     assert not list(tmp_path.iterdir()), "no run folder for a run that cannot start"

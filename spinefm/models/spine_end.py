@@ -2,7 +2,8 @@
 
 The classes follow a dataset's `end_levels` ({view: {top: level | null, bottom: level | null}}):
 `background` and `vertebra` always, `top_end` / `bottom_end` only where some view names one.
-The pipeline stops walking up at `top_end`, down at `bottom_end`, and on `background`.
+The pipeline takes these calls as evidence: a direction ends after `patience` doubtful steps in a row
+(background, or its end class), and the chain decoder places the ends (docs/method.md).
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ class _Walker:
 
 
 class InductiveLoop:
-    """Runs the loop on one film at a time; holds no per-image state between runs."""
+    """Runs the loop on one film at a time; holds no per-film state between runs."""
 
     def __init__(
         self,

@@ -31,7 +31,7 @@ STOP_REASONS = {
     "one_seed": "a single seed: no direction to walk in",
     "no_seeds": "nothing to walk from: no detection, or every seed's mask was empty",
 }
-# What happened to the image as a whole (Trace.status).
+# What happened to the film as a whole (Trace.status).
 STATUSES = ("ok", "no_detections", "no_seeds")
 
 
@@ -64,7 +64,7 @@ class MaskCrop:
 
 @dataclass
 class Detection:
-    """A seed detector's instance: its probability crop, score, and the centroid and area (pixels)
+    """One object the detector found: its probability crop, score, and the centroid and area (pixels)
     of its binarised mask."""
 
     probability: MaskCrop
