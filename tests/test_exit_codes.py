@@ -129,7 +129,8 @@ def test_train_help_needs_no_stage_and_train_without_one_is_one_line(tmp_path):
     )
     for script, required in (("train.py", "stage="), ("infer.py", "input="), ("evaluate.py", "dataset=")):
         usage = run(script, "--help").stdout
-        assert usage.startswith(f"usage: python {script} ") and "Required:" in usage and required in usage.splitlines()[0]
+        first_line = usage.splitlines()[0]
+        assert first_line.startswith(f"usage: python {script} ") and required in first_line and "Required:" in usage
     line = one_error_line(run("train.py", f"paths.log_dir={tmp_path}"))
     assert "stage=<maskrcnn|" in line and "experiment=train_all" in line
     assert not list(tmp_path.iterdir()), "no run folder for a run that cannot start"
