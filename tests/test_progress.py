@@ -1,28 +1,31 @@
-"""Progress in a log file is lines, not carriage-return bars; inference counts films."""
+"""Progress in a log file is a few lines, not carriage-return bars; inference counts films."""
 
 from lightning import Trainer
 from lightning.pytorch.demos.boring_classes import BoringModel, RandomDataset
 from torch.utils.data import DataLoader
 
+import spinefm.progress
 from spinefm.progress import ProgressLines, progress
 from spinefm.progress_bar import ProgressLinesBar, progress_bar
 
 
-def test_a_line_at_every_tenth_and_the_end(capsys):
+def test_quick_work_prints_its_last_line_and_longer_work_every_tenth(capsys, monkeypatch):
+    assert list(progress(range(7), "quick", unit="films")) == list(range(7))
+    assert capsys.readouterr().err.splitlines() == ["quick: 7/7 films (100 %)"]
+    monkeypatch.setattr(spinefm.progress, "QUIET_SECONDS", 0.0)  # as if every step took long
     lines = ProgressLines("patches", 25, "films")
     for _ in range(25):
-        lines.update()
+        lines.update(note=lambda: "ok")
     printed = capsys.readouterr().err.splitlines()
-    assert printed[0] == "patches: 3/25 films (12 %)" and printed[-1] == "patches: 25/25 films (100 %)"
+    assert printed[0] == "patches: 3/25 films (12 %)  ok" and printed[-1] == "patches: 25/25 films (100 %)  ok"
     assert len(printed) == 10
-    assert list(progress(range(7), "x")) == list(range(7))
 
 
 def test_training_and_inference_off_a_terminal_print_lines(capsys):
     bar = progress_bar()
     assert isinstance(bar, ProgressLinesBar)  # pytest's captured stderr is not a terminal
     trainer = Trainer(
-        max_epochs=2,
+        max_epochs=3,
         limit_train_batches=20,
         limit_val_batches=2,
         logger=False,
@@ -35,6 +38,9 @@ def test_training_and_inference_off_a_terminal_print_lines(capsys):
     err = capsys.readouterr().err
     assert "\r" not in err
     lines = err.splitlines()
-    assert "epoch 0: 20/20 steps (100 %)" in [line.split("  ")[0] for line in lines]
-    assert sum(line.startswith("epoch 1 validated:") for line in lines) == 1
+    # quick epochs: the first and the last epoch's validation metrics, then the films
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == [
+        "epoch 0 validated",
+        "epoch 2 validated",
+    ]
     assert lines[-1] == "inference: 7/7 films (100 %)"
