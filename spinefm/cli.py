@@ -24,10 +24,10 @@ from spinefm.interrupt import Interrupted, stop_on_signals
 EXIT_FAILED_FILMS = 1
 EXIT_USER_ERROR = 2
 # Third-party messages that ask nothing of a user of this project: deprecations inside the libraries
-# (segment-anything's TinyViT imports timm's old paths; Lightning's own pytree use) and an advert.
+# (segment-anything's TinyViT imports timm's old paths; Lightning's pytree calls) and an advert.
 KNOWN_WARNINGS = (
-    (FutureWarning, r"Importing from timm\.models\.layers is deprecated"),
-    (DeprecationWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    (FutureWarning, r"Importing from timm\.models\."),
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
 )
 ADVERT = "💡 Tip:"
 
@@ -59,11 +59,18 @@ def user_errors_reported():
 
 
 def quiet_known_noise() -> None:
-    """Silence `KNOWN_WARNINGS` and Lightning's advert for its cloud logger."""
+    """Silence `KNOWN_WARNINGS`, Lightning's advert for its cloud logger and its second console."""
     for category, message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(lambda record: not str(record.msg).startswith(ADVERT))
+    # The `lightning` package gives its logger a console handler of its own on import, and its records
+    # also reach the run's handlers (console and log file): each line would print twice.
+    import lightning  # noqa: F401
+
+    lightning_logger = logging.getLogger("lightning")
+    for handler in [h for h in lightning_logger.handlers if type(h) is logging.StreamHandler]:
+        lightning_logger.removeHandler(handler)
 
 
 def entry_point(stoppable: bool = False):
