@@ -13,11 +13,11 @@ TRUTH_COLOUR = (255, 255, 255)
 
 
 def comparison_picture(
-    film: np.ndarray, truth: list[Vertebra], pred: list[Vertebra], max_side: int, alpha: float
+    image: np.ndarray, truth: list[Vertebra], pred: list[Vertebra], max_side: int, alpha: float
 ) -> np.ndarray:
-    labels = paint_labels(film.shape, [(v.level, *v.mask_crop()) for v in pred])
-    picture = draw_levels(film, labels, [(v.level, v.centroid()) for v in pred], max_side, alpha)
-    scale = picture_scale(film.shape, max_side)
+    labels = paint_labels(image.shape, [(v.level, *v.mask_crop()) for v in pred])
+    picture = draw_levels(image, labels, [(v.level, v.centroid()) for v in pred], max_side, alpha)
+    scale = picture_scale(image.shape, max_side)
     thickness = max(1, round(max(picture.shape[:2]) / 800))
     for vertebra in truth:
         mask, offset = vertebra.mask_crop()

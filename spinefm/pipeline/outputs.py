@@ -168,17 +168,17 @@ def level_colour(level: str) -> tuple[int, int, int]:
     return tuple(int(c) for c in cv2.cvtColor(np.uint8([[[hue, 170, 255]]]), cv2.COLOR_HSV2BGR)[0, 0])
 
 
-def overlay(film: np.ndarray, result: LoopResult, labels: np.ndarray, max_side: int, alpha: float) -> np.ndarray:
-    """A BGR picture of the film with each vertebra's mask, outline and level name."""
-    return draw_levels(film, labels, [(i.level, i.centroid) for i in result.instances], max_side, alpha)
+def overlay(image: np.ndarray, result: LoopResult, labels: np.ndarray, max_side: int, alpha: float) -> np.ndarray:
+    """A BGR picture of the film's image with each vertebra's mask, outline and level name."""
+    return draw_levels(image, labels, [(i.level, i.centroid) for i in result.instances], max_side, alpha)
 
 
-def draw_levels(film: np.ndarray, labels: np.ndarray, levels, max_side: int, alpha: float) -> np.ndarray:
-    """The film in grey, scaled to `max_side` on its long side when larger, with the label map's masks
+def draw_levels(image: np.ndarray, labels: np.ndarray, levels, max_side: int, alpha: float) -> np.ndarray:
+    """The image in grey, scaled to `max_side` on its long side when larger, with the label map's masks
     for `levels` ((level, centroid) pairs) in colour, outlined and named."""
-    scale = picture_scale(film.shape, max_side)
-    size = (max(1, round(film.shape[1] * scale)), max(1, round(film.shape[0] * scale)))
-    grey = cv2.resize(to_uint8(film), size, interpolation=cv2.INTER_AREA)
+    scale = picture_scale(image.shape, max_side)
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    grey = cv2.resize(to_uint8(image), size, interpolation=cv2.INTER_AREA)
     small = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
     picture = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     thickness = max(1, round(max(size) / 800))
@@ -216,12 +216,12 @@ def _label(picture, level: str, right: int, y: float, colour, font_scale: float,
 
 
 def write_outputs(
-    output_dir, result: LoopResult, film: np.ndarray, image_info: dict, overlay_cfg: dict
+    output_dir, result: LoopResult, image: np.ndarray, image_info: dict, overlay_cfg: dict
 ) -> dict[str, Path]:
     """The label map, overlay and instances JSON of one film (the JSON last: it marks the film done)."""
     paths = output_paths(output_dir, result.image_id)
     labels = label_map(result)
     atomic_write_png(paths["labels"], labels)
-    atomic_write_png(paths["overlay"], overlay(film, result, labels, overlay_cfg["max_side"], overlay_cfg["alpha"]))
+    atomic_write_png(paths["overlay"], overlay(image, result, labels, overlay_cfg["max_side"], overlay_cfg["alpha"]))
     atomic_write_json(paths["instances"], instances_json(result, image_info))
     return paths
