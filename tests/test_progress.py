@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 
 import spinefm.progress
 from spinefm.progress import ProgressLines, progress
-from spinefm.progress_bar import ProgressLinesBar, progress_bar
+from spinefm.progress_bar import FilmCountingBar, ProgressLinesBar, progress_bar
 
 
 def test_quick_work_prints_its_last_line_and_longer_work_every_tenth(capsys, monkeypatch):
@@ -44,3 +44,12 @@ def test_training_and_inference_off_a_terminal_print_lines(capsys):
         "epoch 2 validated",
     ]
     assert lines[-1] == "inference: 7/7 films (100 %)"
+
+
+def test_on_a_terminal_the_inference_bar_counts_films(monkeypatch):
+    monkeypatch.setattr("spinefm.progress_bar.on_terminal", lambda: True)
+    bar = progress_bar()
+    assert isinstance(bar, FilmCountingBar)
+    trainer = Trainer(logger=False, enable_model_summary=False, callbacks=[bar])
+    trainer.predict(BoringModel(), DataLoader(RandomDataset(32, 7), batch_size=3), return_predictions=False)
+    assert (bar.predict_progress_bar.n, bar.predict_progress_bar.total, bar.predict_progress_bar.unit) == (7, 7, "film")
