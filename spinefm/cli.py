@@ -58,12 +58,16 @@ def user_errors_reported():
         sys.exit(EXIT_USER_ERROR)
 
 
+def not_an_advert(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(ADVERT)
+
+
 def quiet_known_noise() -> None:
     """Silence `KNOWN_WARNINGS`, Lightning's advert for its cloud logger and its second console."""
     for category, message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(lambda record: not str(record.msg).startswith(ADVERT))
+        logging.getLogger(name).addFilter(not_an_advert)  # one function: a second call adds nothing
     # The `lightning` package gives its logger a console handler of its own on import, and its records
     # also reach the run's handlers (console and log file): each line would print twice.
     import lightning  # noqa: F401

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from spinefm.data.factory import build_reader
 from spinefm.data.levels import level_index
 from spinefm.data.problems import DataError, Problem
+from spinefm.data.readers.base import is_dataset_root
 from spinefm.data.record import ImageRecord
 from spinefm.io_utils import atomic_write_json
 from spinefm.progress import progress as with_progress
@@ -29,7 +30,7 @@ def check_dataset(dataset_cfg, splits=("train", "val", "test"), progress: bool =
     """Read every image of every split; return the summary that check writes as JSON."""
     summary = {"dataset": dataset_cfg.name, "root": str(dataset_cfg.root), "splits": {}}
     all_levels, all_problems = Counter(), []
-    if dataset_cfg.root is not None and not Path(dataset_cfg.root).exists():  # once, not once per split
+    if dataset_cfg.root is not None and not is_dataset_root(dataset_cfg.root):  # once, not once per split
         all_problems.append(Problem("missing_root", "*", f"no folder {dataset_cfg.root}; set dataset.root").to_dict())
         splits = ()
     for split in splits:

@@ -16,6 +16,11 @@ SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
+def is_dataset_root(root) -> bool:
+    """Whether a dataset's `root` is a folder to read from."""
+    return root is not None and Path(root).is_dir()
+
+
 @dataclass
 class Entry:
     """A cheap index entry: enough to find one image's files, parsed only on access."""
@@ -83,7 +88,7 @@ class Reader(Sequence, ABC):
         return [entry.id for entry in self.entries]
 
     def require_root(self) -> Path:
-        if self.root is None or not self.root.is_dir():
+        if not is_dataset_root(self.root):
             raise FileNotFoundError(
                 f"{type(self).__name__}: dataset root {self.root} is not a folder; set dataset.root=PATH"
             )
