@@ -7,7 +7,7 @@ from oracles import END_LEVELS, one_hot
 from spinefm.data.levels import level_range
 from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END, VERTEBRA, class_names, levels_between_ends
 from spinefm.pipeline import ChainView, DecodeConfig, decode_chain
-from spinefm.pipeline.decode import l6_rate_from_counts
+from spinefm.pipeline.decode import gap_ratios, l6_rate_from_counts
 
 CLASSES = class_names(END_LEVELS)  # background, vertebra, top_end, bottom_end
 AP = ChainView.of("T1", "L5", "T1", "L5", "top")
@@ -151,3 +151,45 @@ def test_the_training_class_prior_is_divided_out():
     assert decode_chain(equal, CLASSES, np.zeros(14), AP, DecodeConfig()).log_likelihood == pytest.approx(
         decoded.log_likelihood
     )
+
+
+def test_gap_ratios_against_the_local_spacing():
+    centroids = np.array([[0, 0], [0, 10], [0, 20], [0, 40], [0, 50], [np.nan, np.nan], [0, 70]], float)
+    ratios = gap_ratios(centroids)
+    assert np.isnan(ratios[0]) and np.isnan(ratios[5]) and np.isnan(ratios[6])
+    assert ratios[1] == pytest.approx(10 / 10) and ratios[3] == pytest.approx(
+        20 / 10
+    )  # medians of 10, 10, 20 / 10, 10, 10
+
+
+def evenly_spaced(count, gap_after=None):
+    """Centroids one spacing apart down the image, with two spacings after position `gap_after`."""
+    steps = np.ones(count)
+    if gap_after is not None:
+        steps[gap_after + 1] = 2.0
+    return np.stack([np.zeros(count), 30.0 * np.cumsum(steps)], axis=1)
+
+
+def test_a_step_over_one_vertebra_skips_one_level_and_no_more():
+    """T1..L5 walked with T8 stepped over (16 positions, a double gap before T9): the levels below the
+    gap stay right, with L5 at the bottom end; without a skip, every level below it shifts up one."""
+    calls = ap_calls()
+    del calls[7]
+    support = np.full(16, 0.9)
+    decoded = decode_chain(chain(calls), CLASSES, support, AP, DecodeConfig(), None, evenly_spaced(16, gap_after=6))
+    assert decoded.levels == [lv for lv in level_range("T1", "L5") if lv != "T8"] and all(decoded.kept)
+    rigid = decode_chain(
+        chain(calls), CLASSES, support, AP, DecodeConfig(skip_probability=0.0), None, evenly_spaced(16, gap_after=6)
+    )
+    assert rigid.levels != decoded.levels
+
+
+def test_an_even_chain_never_skips_and_an_unknown_gap_needs_the_evidence():
+    """Evenly spaced, a clean chain decodes as before. Without centroids a skip has its prior alone,
+    which does not outweigh counting from the anchor: the chain with T8 missing reads T1..L4."""
+    decoded = decode_chain(chain(ap_calls()), CLASSES, np.full(17, 0.9), AP, DecodeConfig(), None, evenly_spaced(17))
+    assert decoded.levels == level_range("T1", "L5")
+    calls = ap_calls()
+    del calls[7]
+    blind = decode_chain(chain(calls), CLASSES, np.full(16, 0.9), AP, DecodeConfig())
+    assert blind.levels == level_range("T1", "L4")

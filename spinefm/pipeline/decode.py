@@ -15,7 +15,11 @@ film): two catch-all states. The Viterbi path maximises the joint likelihood of:
 - the count prior: the number of levels from the top end to the bottom end is fixed by the level
   order up to L6, whose rate the training data gives;
 - a small bonus for including the view's anchor level, which decides between equally good paths
-  (a chain with no end evidence counts from its anchor, as before).
+  (a chain with no end evidence counts from its anchor, as before);
+- the chain's geometry: a vertebra may follow the previous one two levels down (the walk stepped
+  over a vertebra) at `skip_probability`, more likely where the gap between the two positions is
+  about twice the chain's local spacing (`gap_ratios`; log-normal gap likelihoods), so that one
+  step over a vertebra does not shift every label below it.
 
 Each position's evidence is floored (`min_evidence`), so no single call can veto a path: one wrong
 call costs at most log(1 / min_evidence), and a whole chain outvotes it. Pure numpy; no model here.
@@ -54,7 +58,10 @@ class DecodeConfig:
     likelihood `score` if a detection lies there, else detector_miss; anything else 1 - score (at
     least detector_floor) if one lies there, else 1. anchor_bonus: likelihood ratio
     for a path that includes the view's anchor level. l6_rate: L6 between L5 and S1 when the
-    checkpoints carry no count prior for the view."""
+    checkpoints carry no count prior for the view. skip_probability: prior of a vertebra two levels
+    below the previous one (0: never); the gap to the previous position, as a ratio of the local
+    spacing, is log-normal around 1 (sd step_gap_sigma) for one level and around skip_gap (sd
+    skip_gap_sigma) for two."""
 
     evidence: Mapping = field(default_factory=lambda: dict(DEFAULT_EVIDENCE))
     min_evidence: float = 0.05
@@ -65,6 +72,10 @@ class DecodeConfig:
     detector_floor: float = 0.1
     anchor_bonus: float = 1.5
     l6_rate: float = 0.05
+    skip_probability: float = 0.02
+    step_gap_sigma: float = 0.12
+    skip_gap: float = 1.8
+    skip_gap_sigma: float = 0.25
 
     def __post_init__(self):
         self.evidence = {**DEFAULT_EVIDENCE, **{k: dict(v) for k, v in dict(self.evidence).items()}}
@@ -75,6 +86,7 @@ class DecodeConfig:
             "detector_miss",
             "detector_floor",
             "l6_rate",
+            "skip_probability",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"decode.{name} must lie in [0, 1], not {getattr(self, name)}")
@@ -82,9 +94,13 @@ class DecodeConfig:
             not 0.0 < self.junk_probability < 1.0
             or min(self.min_evidence, self.edge_probability) <= 0.0
             or self.anchor_bonus < 1.0
+            or self.skip_probability >= 1.0
+            or min(self.step_gap_sigma, self.skip_gap_sigma) <= 0.0
+            or self.skip_gap <= 1.0
         ):
             raise ValueError(
-                "decode needs 0 < junk_probability < 1, min_evidence and edge_probability > 0, anchor_bonus >= 1"
+                "decode needs 0 < junk_probability < 1, min_evidence and edge_probability > 0, anchor_bonus >= 1,"
+                " skip_probability < 1, gap sigmas > 0 and skip_gap > 1"
             )
 
 
@@ -142,11 +158,13 @@ def decode_chain(
     view: ChainView,
     config: DecodeConfig,
     class_prior: Sequence[float] | None = None,
+    centroids: np.ndarray | None = None,
 ) -> Decoded:
     """probabilities (N, C) in `classes` order, top to bottom (a NaN row: not classified); support (N,)
     the detector's score at each position (0: none there); class_prior: the class frequencies the
     classifier was trained with (None: equal), divided out so that every class weighs the same and
-    the chain's structure alone says how rare the ends are."""
+    the chain's structure alone says how rare the ends are; centroids (N, 2) of the positions (None,
+    or NaN rows: no geometry, a skip has its prior alone)."""
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(len(support), len(classes))
     if class_prior is not None:
         probabilities = probabilities / np.asarray(class_prior, dtype=np.float64)
@@ -161,6 +179,8 @@ def decode_chain(
     junk = np.log(config.junk_probability)
     stay = np.log1p(-config.junk_probability)
     successor = _successor_scores(states, view.l6_rate)  # (S, S) log P(next real state | real state)
+    ratios = gap_ratios(centroids) if centroids is not None else np.full(count, np.nan)
+    after_real, after_junk = _transitions(successor, ratios, config)  # (N, S, S) each
     size = len(states.names)
     # score[i, s]: best path to position i in real state s; junk[i, s]: in junk after real state s
     real_score = np.full((count, size), -np.inf)
@@ -170,8 +190,8 @@ def decode_chain(
     real_score[0] = evidence.real[0] + states.enter
     junk_score[0, 0] = junk + evidence.junk[0]  # junk first: still off the spine
     for i in range(1, count):
-        from_real = real_score[i - 1][:, None] + stay + successor  # (previous real, next real)
-        from_junk = junk_score[i - 1][:, None] + stay + successor
+        from_real = real_score[i - 1][:, None] + stay + after_real[i]  # (previous real, next real)
+        from_junk = junk_score[i - 1][:, None] + stay + after_junk
         best_real, best_junk = from_real.max(axis=0), from_junk.max(axis=0)
         use_junk = best_junk > best_real
         real_score[i] = np.where(use_junk, best_junk, best_real) + evidence.real[i]
@@ -221,6 +241,51 @@ def _successor_scores(states: _States, l6_rate: float) -> np.ndarray:
     with np.errstate(divide="ignore"):
         scores[l5, l6], scores[l5, s1] = np.log(l6_rate), np.log1p(-l6_rate)
     return scores
+
+
+def gap_ratios(centroids: np.ndarray, window: int = 3) -> np.ndarray:
+    """Per position, the distance to the previous one over the median of the other such distances
+    within `window` positions (the local spacing); NaN for the first and where a centroid is unknown."""
+    centroids = np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
+    gaps = np.full(len(centroids), np.nan)
+    gaps[1:] = np.linalg.norm(np.diff(centroids, axis=0), axis=1)
+    ratios = np.full(len(centroids), np.nan)
+    for i in range(1, len(centroids)):
+        around = np.concatenate([gaps[max(1, i - window) : i], gaps[i + 1 : i + 1 + window]])
+        around = around[np.isfinite(around)]
+        if np.isfinite(gaps[i]) and around.size:
+            ratios[i] = gaps[i] / np.median(around)
+    return ratios
+
+
+def _transitions(successor: np.ndarray, ratios: np.ndarray, config: DecodeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """log P(real state at i | real state at i - 1) per position (N, S, S), with one level skipped
+    at skip_probability times the gap's likelihood ratio (two levels : one level) where the gap is
+    known; and the same after junk (S, S), where the gap says nothing."""
+    size = len(successor)
+    levels = slice(1, size - 1)
+    skip = np.full((size, size), -np.inf)  # two levels down where one level is the rule
+    for state in range(1, size - 3):
+        if np.isfinite(successor[state, state + 1]) and not np.isfinite(successor[state, state + 2]):
+            skip[state, state + 2] = 0.0
+    with np.errstate(divide="ignore"):
+        one, two = np.log1p(-config.skip_probability), np.log(config.skip_probability)
+    log_ratio = np.log(np.where(np.isfinite(ratios) & (ratios > 0), ratios, 1.0))
+    likelihood_ratio = np.where(
+        np.isfinite(ratios),
+        0.5 * (log_ratio / config.step_gap_sigma) ** 2
+        - 0.5 * ((log_ratio - np.log(config.skip_gap)) / config.skip_gap_sigma) ** 2
+        + np.log(config.step_gap_sigma / config.skip_gap_sigma),
+        0.0,
+    )
+
+    def combined(skip_term: float) -> np.ndarray:
+        scores = successor.copy()
+        scores[levels, levels] += one
+        return np.maximum(scores, skip + two + skip_term)
+
+    after_real = np.stack([combined(term) for term in likelihood_ratio])
+    return after_real, combined(0.0)
 
 
 @dataclass

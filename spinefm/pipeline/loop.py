@@ -11,9 +11,12 @@ decoding of the whole chain (docs in `spinefm.pipeline.decode`).
    a direction: it stops on a hard stop (border, empty mask, overlap, the step cap), or after
    `patience` doubtful steps in a row (background or this direction's end, no detection there) unless a
    confident unclaimed detection lies ahead (`lookahead` spacings).
-4. Decode the chain (`decode.decode_chain`): which positions are vertebrae of the labelled range,
+4. Repair the chain from the detector (`repair`): re-prompt the segmenter at every confident
+   detection no position is centred on; the new mask replaces an off-centre position's when it
+   agrees better with the detection's mask, or fills a gap where a step went over a vertebra.
+5. Decode the chain (`decode.decode_chain`): which positions are vertebrae of the labelled range,
    and their levels, from the class probabilities, the detector's support and the count prior.
-5. Post-process the kept positions (smoothing, final threshold), drop duplicates one-to-one.
+6. Post-process the kept positions (smoothing, final threshold), drop duplicates one-to-one.
 
 The loop is a generator (`InductiveLoop.walk`): it yields its requests to the components and is sent
 their answers, so a runner can serve many films' requests with one batched call (`lockstep`). The two
@@ -39,11 +42,13 @@ from spinefm.pipeline.decode import DecodeConfig, decode_chain
 from spinefm.pipeline.geometry import best_run, chain_spacing, inside, mask_score, order_along_spine
 from spinefm.pipeline.labels import LabelConfig
 from spinefm.pipeline.lockstep import Walk, run_walks
+from spinefm.pipeline.repair import agreement, overlaps, plan_repairs
 from spinefm.pipeline.requests import Classify, Detect, Predict, Request, Segment
 from spinefm.pipeline.roles import ROLES
 from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.types import (
     DOWN,
+    REPAIR,
     SEED,
     UP,
     Classifier,
@@ -74,7 +79,10 @@ class LoopConfig:
     detection under the mask) that end a direction; lookahead: a confident unclaimed detection within
     this many spacings ahead of the walking end keeps it going (0: never). snap_radius: a predicted
     point moves to the centroid of a confident unclaimed detection within this many spacings (0: never); snap_score: the
-    detection score that counts as confident (for snapping, lookahead and a step's support).
+    detection score that counts as confident (for snapping, lookahead, repairs and a step's support).
+    repair_centred, repair_reach (spacings; reach 0: no repairs): a confident detection with no
+    position within repair_centred of it re-prompts the segmenter; within repair_reach of a position
+    it may replace that position, further away in a gap between two it may be inserted (`repair`).
     final_threshold, smooth_sigma (Gaussian on the probabilities, px; 0: none), opening_radius
     (binary opening, px; 0: none): the final masks. duplicate_iou: of two final masks overlapping
     more, the lower-scoring one is dropped. crop_floor: instance crops keep the box of pixels with
@@ -93,6 +101,8 @@ class LoopConfig:
     lookahead: float = 2.5
     snap_radius: float = 0.5
     snap_score: float = 0.7
+    repair_centred: float = 0.25
+    repair_reach: float = 0.75
     final_threshold: float = 0.9
     smooth_sigma: float = 0.0
     opening_radius: int = 0
@@ -108,6 +118,8 @@ class LoopConfig:
             self.labels = LabelConfig(**self.labels)
         if isinstance(self.decode, Mapping):
             self.decode = DecodeConfig(**self.decode)
+        if self.repair_centred < 0 or self.repair_reach < 0:
+            raise ValueError("repair_centred and repair_reach must not be negative")
         if self.num_seeds < 1 or self.max_steps < 0 or self.patience < 1:
             raise ValueError("num_seeds and patience must be at least 1 and max_steps at least 0")
         for name in ("mask_threshold", "overlap_iou", "final_threshold", "duplicate_iou", "crop_floor", "snap_score"):
@@ -234,7 +246,8 @@ class InductiveLoop:
         for walkers in ([up], [down]) if config.sequential else ([up, down],):
             yield from self._walk_together(film, walkers, claims, trace)
         trace.stops = {UP: up.stop, DOWN: down.stop}
-        result.chain, result.instances = self._finish(up.found[::-1] + seeds + down.found, view, claims, trace)
+        found = yield from self._repair(film, up.found[::-1] + seeds + down.found, detections, claims, trace)
+        result.chain, result.instances = self._finish(found, view, claims, trace)
         return result
 
     def _segment_seeds(
@@ -354,6 +367,63 @@ class InductiveLoop:
         walker.doubts, walker.jump = 0, claims.centroids[target].copy()
         return True
 
+    def _repair(
+        self, film: np.ndarray, found: list[_Found], detections: list[Detection], claims: Detections, trace: Trace
+    ) -> Generator[Request, object, list[_Found]]:
+        """The chain with off-centre positions replaced and gaps filled from confident detections (`repair`)."""
+        config = self.config
+        confident = [d for d in detections if d.score >= config.snap_score]
+        if config.repair_reach <= 0 or len(found) < 2 or not confident:
+            return found
+        centres = np.stack([f.centroid for f in found])
+        spacing = chain_spacing(list(centres))
+        plans = plan_repairs(
+            centres,
+            np.stack([d.centroid for d in confident]),
+            np.array([d.score for d in confident]),
+            spacing,
+            config.repair_centred,
+            config.repair_reach,
+        )
+        if not plans:
+            return found
+        points = np.stack([confident[p.detection].centroid for p in plans])
+        crops = yield Segment(film, points, (self._side(self.segmenter, spacing),) * len(plans))
+        threshold, accepted = config.mask_threshold, []
+        for plan, crop in zip(plans, crops):
+            centroid = crop.weighted_centroid(threshold)
+            if centroid is None:
+                continue
+            # the positions either side: before and after a replaced one, around an inserted one
+            around = (plan.position - 1, plan.position if plan.insert else plan.position + 1)
+            neighbours = [found[i].probability for i in around if 0 <= i < len(found)]
+            detection = confident[plan.detection].probability
+            if overlaps(crop, neighbours, threshold, config.overlap_iou) or (
+                not plan.insert
+                and agreement(crop, detection, threshold)
+                <= agreement(found[plan.position].probability, detection, threshold)
+            ):
+                continue
+            accepted.append((plan, crop, centroid))
+        trace.repairs = {
+            "replaced": sum(not p.insert for p, _, _ in accepted),
+            "inserted": sum(p.insert for p, _, _ in accepted),
+            "rejected": len(plans) - len(accepted),
+        }
+        if not accepted:
+            return found
+        sides = (self._side(self.classifier, spacing),) * len(accepted)
+        answers = yield Classify(film, np.stack([c for _, _, c in accepted]), sides)
+        repaired = list(found)
+        # bottom first, so that an insertion leaves the positions above it where they are
+        for (plan, crop, centroid), probabilities in sorted(zip(accepted, answers), key=lambda a: -a[0][0].position):
+            item = _Found(crop, centroid, REPAIR, np.asarray(probabilities, dtype=np.float64), claims.claim(crop))
+            if plan.insert:
+                repaired.insert(plan.position, item)
+            else:
+                repaired[plan.position] = item
+        return repaired
+
     def _predict(self, walkers: list[_Walker], width: int, height: int) -> Generator[Request, object, np.ndarray]:
         """Next centroid per walker: the predictor on three points, a constant-velocity step on two."""
         points = np.zeros((len(walkers), 2))
@@ -382,10 +452,17 @@ class InductiveLoop:
             [f.probabilities if f.probabilities is not None else unknown for f in found]
         )
         trace.chain_support = np.array([f.support for f in found])
+        trace.chain_centroids = np.stack([f.centroid for f in found])
         trace.chain_view = config.labels.chain_view(view, config.decode.l6_rate)
         trace.class_prior = self.classifier.class_prior
         decoded = decode_chain(
-            trace.chain_probabilities, classes, trace.chain_support, trace.chain_view, config.decode, trace.class_prior
+            trace.chain_probabilities,
+            classes,
+            trace.chain_support,
+            trace.chain_view,
+            config.decode,
+            trace.class_prior,
+            trace.chain_centroids,
         )
         chain = [self._final_instance(item, level, classes) for item, level in zip(found, decoded.levels)]
         instances = select_instances(chain, decoded.kept, config.duplicate_iou, trace)

@@ -33,8 +33,11 @@ def redecode(payload: dict, config: DecodeConfig, duplicate_iou: float = 0.5) ->
     )
     support = np.asarray(trace["chain_support"], dtype=np.float64)
     view = ChainView(**trace["chain_view"])
-    decoded = decode_chain(probabilities, trace["classes"], support, view, config, trace["class_prior"])
     chain = read_chain(payload)
+    centroids = np.array(  # recorded by the loop; older files: the final masks' centroids
+        trace.get("chain_centroids") or [[np.nan] * 2 if i is None else i.centroid for i in chain], dtype=np.float64
+    )
+    decoded = decode_chain(probabilities, trace["classes"], support, view, config, trace["class_prior"], centroids)
     for instance, level in zip(chain, decoded.levels):
         if instance is not None:
             instance.level = level

@@ -18,6 +18,7 @@ from spinefm.pipeline.patching import paste
 
 UP, DOWN = "up", "down"
 SEED = "seed"
+REPAIR = "repair"  # a chain position re-prompted at a detection after the walk (`spinefm.pipeline.repair`)
 
 # Why a direction of the walk stopped (Trace.stops[direction]).
 STOP_REASONS = {
@@ -77,7 +78,7 @@ class Detection:
 class Instance:
     """A vertebra the loop kept: probability crop and final binary mask on the same crop.
 
-    source: "seed", "up" or "down"; spine_class: the end classifier's most likely class at its
+    source: "seed", "up", "down" or "repair"; spine_class: the end classifier's most likely class at its
     centroid (None where it was not asked); score: mean probability over the final mask; level: decoded.
     """
 
@@ -141,10 +142,11 @@ class Trace:
     empty, the end classifier's `classes`, every step (both directions interleaved,
     as they ran), and why each direction stopped. The chain (up steps reversed, seeds, down steps,
     each segmented and classified) is the decoder's input (`chain_probabilities`, `chain_support`,
-    `chain_view`, `class_prior`) and decodes to `chain_levels` (None: junk or off the spine) and
+    `chain_view`, `class_prior`, `chain_centroids`) and decodes to `chain_levels` (None: junk or off the spine) and
     `chain_kept` (a vertebra of the labelled range). dropped counts chain positions removed:
     "decoded_out" (not kept by the decoder), "empty" (nothing left after post-processing),
-    "duplicate" (overlapping a better one). unclaimed: confident detections under no final mask."""
+    "duplicate" (overlapping a better one). unclaimed: confident detections under no final mask.
+    repairs: chain positions "replaced" and "inserted" from detections, and re-prompts "rejected"."""
 
     status: str = "ok"
     detection_centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
@@ -157,12 +159,14 @@ class Trace:
     stops: dict[str, str] = field(default_factory=dict)
     chain_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     chain_support: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    chain_centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     chain_view: ChainView | None = None
     class_prior: list[float] | None = None
     chain_levels: list[str | None] = field(default_factory=list)
     chain_kept: list[bool] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
     unclaimed: int = 0
+    repairs: dict[str, int] = field(default_factory=dict)
 
     def steps_in(self, direction: str) -> list[Step]:
         return [s for s in self.steps if s.direction == direction]
