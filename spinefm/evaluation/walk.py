@@ -1,5 +1,6 @@
 """How the walks went over a run: each direction's stop reasons, the chain positions the decoder
-dropped, and the confident detections no final vertebra claimed (from each film's `trace`)."""
+dropped, the positions repaired from detections, and the confident detections no final vertebra
+claimed (from each film's `trace`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ class WalkTally:
     def __init__(self):
         self.stops = {UP: Counter(), DOWN: Counter()}
         self.dropped: Counter = Counter()
+        self.repairs: Counter = Counter()
         self.unclaimed = 0
         self.films = 0
 
@@ -20,14 +22,17 @@ class WalkTally:
         for direction, reason in (trace.get("stops") or {}).items():
             self.stops[direction][reason] += 1
         self.dropped.update(trace.get("dropped") or {})
+        self.repairs.update(trace.get("repairs") or {})
         self.unclaimed += int(trace.get("unclaimed") or 0)
 
     def summary(self) -> dict:
-        """{stops: {up: {reason: films}, down: ...}, dropped: {why: positions}, unclaimed_per_film}."""
+        """{stops: {up: {reason: films}, down: ...}, dropped: {why: positions}, repairs: {kind: positions},
+        unclaimed_per_film}."""
         return {
             "films": self.films,
             "stops": {direction: dict(counts.most_common()) for direction, counts in self.stops.items()},
             "dropped": dict(self.dropped),
+            "repairs": dict(self.repairs),
             "unclaimed_per_film": self.unclaimed / self.films if self.films else float("nan"),
         }
 
@@ -39,5 +44,7 @@ def format_walk(walk: dict) -> list[str]:
         lines.append(
             f"{'stops ' + direction:<32} " + (", ".join(f"{reason} {n}" for reason, n in counts.items()) or "-")
         )
+    repairs = walk.get("repairs") or {}
+    lines.append(f"{'chain repairs':<32} " + (", ".join(f"{kind} {n}" for kind, n in repairs.items()) or "-"))
     lines.append(f"{'unclaimed detections per film':<32} {walk['unclaimed_per_film']:.2f}")
     return lines

@@ -415,8 +415,10 @@ class InductiveLoop:
         sides = (self._side(self.classifier, spacing),) * len(accepted)
         answers = yield Classify(film, np.stack([c for _, _, c in accepted]), sides)
         repaired = list(found)
-        # bottom first, so that an insertion leaves the positions above it where they are
-        for (plan, crop, centroid), probabilities in sorted(zip(accepted, answers), key=lambda a: -a[0][0].position):
+        # bottom first, so that an insertion leaves the positions above it where they are; at one
+        # position, the replacement before the insertion above it
+        order = sorted(zip(accepted, answers), key=lambda a: (-a[0][0].position, a[0][0].insert))
+        for (plan, crop, centroid), probabilities in order:
             item = _Found(crop, centroid, REPAIR, np.asarray(probabilities, dtype=np.float64), claims.claim(crop))
             if plan.insert:
                 repaired.insert(plan.position, item)
