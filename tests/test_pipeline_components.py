@@ -12,7 +12,7 @@ from spinefm.data.masks import crop_iou
 from spinefm.data.patches import median_spacing, patch_side
 from spinefm.models.medsa import MedSA
 from spinefm.pipeline import STOP_REASONS, InductiveLoop, LoopConfig
-from spinefm.pipeline.adapters import MedSAAdapter, to_original_grid
+from spinefm.pipeline.adapters import MedSAAdapter, SpineEndAdapter, to_original_grid
 from spinefm.pipeline.components import load_components, load_loop
 from spinefm.pipeline.manifest import checkpoint_paths
 from spinefm.pipeline.types import Patches
@@ -54,6 +54,33 @@ def test_segmenter_patches_are_the_training_patches():
     for i, sample in enumerate(training):
         assert torch.equal(torch.from_numpy(inputs[i]).float().div(255.0)[None], sample["image"])
         assert torch.equal(sample["point"], torch.full((2,), (model.input_size - 1) / 2))
+
+
+class LeftHeavy(torch.nn.Module):
+    """A stand-in classifier: class 0's logit is the patch's left half minus its right half, class 1's
+    its mean brightness."""
+
+    def forward(self, patches):
+        half = patches.shape[-1] // 2
+        left, right = patches[..., :half].mean(dim=(1, 2, 3)), patches[..., half:].mean(dim=(1, 2, 3))
+        return torch.stack([4 * (left - right), patches.mean(dim=(1, 2, 3))], dim=1)
+
+
+def test_the_classifier_averages_its_probabilities_over_scales_and_mirrors():
+    film = np.zeros((64, 64), np.uint8)
+    film[:, :30] = 255  # bright on the left
+    centre = np.array([[31.5, 31.5]])
+    plain = SpineEndAdapter(LeftHeavy(), ["a", "b"], PATCH, 16)
+    scaled = SpineEndAdapter(LeftHeavy(), ["a", "b"], PATCH, 16, scales=[0.5, 1.0], hflip=True)
+    single = plain.classify([Patches(film, centre, (40,))])[0][0]
+    mirrored = plain.classify([Patches(film[:, ::-1].copy(), centre, (40,))])[0][0]
+    smaller = plain.classify([Patches(film, centre, (20,))])[0][0]
+    smaller_mirrored = plain.classify([Patches(film[:, ::-1].copy(), centre, (20,))])[0][0]
+    assert single[0] > 0.5 > mirrored[0]
+    averaged = scaled.classify([Patches(film, centre, (40,))])[0][0]
+    assert np.allclose(averaged, np.mean([single, mirrored, smaller, smaller_mirrored], axis=0), atol=1e-6)
+    with pytest.raises(ValueError, match="scales"):
+        SpineEndAdapter(LeftHeavy(), ["a", "b"], PATCH, 16, scales=[])
 
 
 def test_a_training_target_maps_back_onto_its_vertebra():

@@ -221,7 +221,9 @@ class PointPredictorAdapter(Adapter):
 @register_adapter("spine_end")
 class SpineEndAdapter(Adapter):
     """The spine-end classifier on `classifier_patch` patches (as `datamodules.spine_end`); returns
-    class probabilities (softmax, in `classes` order). class_prior: None in checkpoints trained fully balanced."""
+    class probabilities (softmax, in `classes` order). class_prior: None in checkpoints trained fully balanced.
+    Test-time averaging: the probabilities are the mean over patch sides scaled by each of `scales`
+    and, with `hflip`, their left-right mirrors (training flips left-right too)."""
 
     role = "classifier"
     settings = ("classes", "patch", "input_size", "class_prior")
@@ -234,8 +236,13 @@ class SpineEndAdapter(Adapter):
         input_size: int,
         class_prior: Sequence[float] | None = None,
         batch_size: int = 64,
+        scales: Sequence[float] = (1.0,),
+        hflip: bool = False,
     ):
         super().__init__(model)
+        if not scales or min(scales) <= 0:
+            raise ValueError(f"spine_end scales must be positive side factors, not {list(scales)}")
+        self.scales, self.hflip = [float(s) for s in scales], bool(hflip)
         self.classes = list(classes)
         self.class_prior = None if class_prior is None else list(class_prior)
         self.patch = dict(patch)
@@ -243,8 +250,16 @@ class SpineEndAdapter(Adapter):
         self.batch_size = batch_size
 
     def classify(self, requests: Sequence[Patches]) -> list[np.ndarray]:
-        patches = [self.cut(r.film, r.centres, r.sides) for r in requests]
-        return split(self.infer(np.concatenate(patches)), [len(p) for p in patches])
+        counts = [len(r.centres) for r in requests]
+        probabilities = []
+        for scale in self.scales:
+            patches = np.concatenate(
+                [self.cut(r.film, r.centres, [max(1, round(side * scale)) for side in r.sides]) for r in requests]
+            )
+            probabilities.append(self.infer(patches))
+            if self.hflip:
+                probabilities.append(self.infer(np.ascontiguousarray(patches[:, :, ::-1])))
+        return split(np.mean(probabilities, axis=0), counts)
 
     def cut(self, film: np.ndarray, centres: np.ndarray, sides: Sequence[int]) -> np.ndarray:
         patches = [classifier_patch(film, c, side, self.input_size) for c, side in zip(centres, sides)]
