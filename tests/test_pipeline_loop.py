@@ -343,7 +343,7 @@ def test_off_centre_steps_are_re_prompted_at_their_detections():
     sources = [i.source for i in repaired.instances]
     assert sources.count("repair") == repaired.trace.repairs["replaced"] >= len(record.vertebrae) - 5
     assert repaired.trace.repairs["inserted"] == 0
-    blobs = [i for i in run(repair_reach=0.0).instances if i.mask.sum() <= disc((0, 0), 2).values.sum()]
+    blobs = [i for i in run(repair_centred=0.0).instances if i.mask.sum() <= disc((0, 0), 2).values.sum()]
     assert len(blobs) >= len(record.vertebrae) - 5
 
 
@@ -371,6 +371,6 @@ def test_a_vertebra_stepped_over_is_inserted_from_its_detection():
     assert_matches_truth(repaired, record)
     inserted = [i.level for i in repaired.instances if i.source == "repair"]
     assert "L2" in inserted and len(inserted) == repaired.trace.repairs["inserted"]  # L4 too: two-spacing steps on
-    unrepaired = oracle_loop(record, everything, {"repair_reach": 0.0}, predictor=Jump(truth), scores=scores)
+    unrepaired = oracle_loop(record, everything, {"repair_centred": 0.0}, predictor=Jump(truth), scores=scores)
     levels = unrepaired.run(record.image, view=record.view).levels
     assert "L2" not in levels and levels[: l1 + 2] == record.levels[: l1 + 1] + ["L3"] and levels[-1] == "L5"

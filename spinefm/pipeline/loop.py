@@ -12,8 +12,8 @@ decoding of the whole chain (docs in `spinefm.pipeline.decode`).
    `patience` doubtful steps in a row (background or this direction's end, no detection there) unless a
    confident unclaimed detection lies ahead (`lookahead` spacings).
 4. Repair the chain from the detector (`repair`): re-prompt the segmenter at every confident
-   detection no position is centred on; the new mask replaces an off-centre position's when it
-   agrees better with the detection's mask, or fills a gap where a step went over a vertebra.
+   detection no position is centred on; the new mask replaces the off-centre positions it overlaps
+   when it agrees better with the detection's mask, or fills a gap where a step went over a vertebra.
 5. Decode the chain (`decode.decode_chain`): which positions are vertebrae of the labelled range,
    and their levels, from the class probabilities, the detector's support and the count prior.
 6. Post-process the kept positions (smoothing, final threshold), drop duplicates one-to-one.
@@ -42,7 +42,7 @@ from spinefm.pipeline.decode import DecodeConfig, decode_chain
 from spinefm.pipeline.geometry import best_run, chain_spacing, inside, mask_score, order_along_spine
 from spinefm.pipeline.labels import LabelConfig
 from spinefm.pipeline.lockstep import Walk, run_walks
-from spinefm.pipeline.repair import agreement, overlaps, plan_repairs
+from spinefm.pipeline.repair import agreement, along_spine, conflicts, uncentred
 from spinefm.pipeline.requests import Classify, Detect, Predict, Request, Segment
 from spinefm.pipeline.roles import ROLES
 from spinefm.pipeline.selection import select_instances
@@ -80,9 +80,10 @@ class LoopConfig:
     this many spacings ahead of the walking end keeps it going (0: never). snap_radius: a predicted
     point moves to the centroid of a confident unclaimed detection within this many spacings (0: never); snap_score: the
     detection score that counts as confident (for snapping, lookahead, repairs and a step's support).
-    repair_centred, repair_reach (spacings; reach 0: no repairs): a confident detection with no
-    position within repair_centred of it re-prompts the segmenter; within repair_reach of a position
-    it may replace that position, further away in a gap between two it may be inserted (`repair`).
+    repair_centred (spacings; 0: no repairs): after the walk, a confident detection within the
+    chain's extent with no position this close re-prompts the segmenter; the new mask replaces the
+    positions it overlaps (sharing more than repair_overlap of the smaller mask) if it agrees better
+    with the detection's mask, or fills a gap (`repair`).
     final_threshold, smooth_sigma (Gaussian on the probabilities, px; 0: none), opening_radius
     (binary opening, px; 0: none): the final masks. duplicate_iou: of two final masks overlapping
     more, the lower-scoring one is dropped. crop_floor: instance crops keep the box of pixels with
@@ -102,7 +103,7 @@ class LoopConfig:
     snap_radius: float = 0.5
     snap_score: float = 0.7
     repair_centred: float = 0.25
-    repair_reach: float = 0.75
+    repair_overlap: float = 0.2
     final_threshold: float = 0.9
     smooth_sigma: float = 0.0
     opening_radius: int = 0
@@ -118,11 +119,19 @@ class LoopConfig:
             self.labels = LabelConfig(**self.labels)
         if isinstance(self.decode, Mapping):
             self.decode = DecodeConfig(**self.decode)
-        if self.repair_centred < 0 or self.repair_reach < 0:
-            raise ValueError("repair_centred and repair_reach must not be negative")
+        if self.repair_centred < 0:
+            raise ValueError(f"repair_centred must not be negative, not {self.repair_centred}")
         if self.num_seeds < 1 or self.max_steps < 0 or self.patience < 1:
             raise ValueError("num_seeds and patience must be at least 1 and max_steps at least 0")
-        for name in ("mask_threshold", "overlap_iou", "final_threshold", "duplicate_iou", "crop_floor", "snap_score"):
+        for name in (
+            "mask_threshold",
+            "overlap_iou",
+            "final_threshold",
+            "duplicate_iou",
+            "crop_floor",
+            "snap_score",
+            "repair_overlap",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], not {getattr(self, name)}")
 
@@ -370,61 +379,39 @@ class InductiveLoop:
     def _repair(
         self, film: np.ndarray, found: list[_Found], detections: list[Detection], claims: Detections, trace: Trace
     ) -> Generator[Request, object, list[_Found]]:
-        """The chain with off-centre positions replaced and gaps filled from confident detections (`repair`)."""
+        """The chain repaired from confident detections no position is centred on (`repair`)."""
         config = self.config
-        confident = [d for d in detections if d.score >= config.snap_score]
-        if config.repair_reach <= 0 or len(found) < 2 or not confident:
+        confident = sorted((d for d in detections if d.score >= config.snap_score), key=lambda d: -d.score)
+        if config.repair_centred <= 0 or len(found) < 2 or not confident:
             return found
         centres = np.stack([f.centroid for f in found])
         spacing = chain_spacing(list(centres))
-        plans = plan_repairs(
-            centres,
-            np.stack([d.centroid for d in confident]),
-            np.array([d.score for d in confident]),
-            spacing,
-            config.repair_centred,
-            config.repair_reach,
-        )
-        if not plans:
+        points = np.stack([d.centroid for d in confident])
+        chosen = [confident[i] for i in uncentred(centres, points, spacing, config.repair_centred)]
+        if not chosen:
             return found
-        points = np.stack([confident[p.detection].centroid for p in plans])
-        crops = yield Segment(film, points, (self._side(self.segmenter, spacing),) * len(plans))
-        threshold, accepted = config.mask_threshold, []
-        for plan, crop in zip(plans, crops):
+        side = self._side(self.segmenter, spacing)
+        crops = yield Segment(film, np.stack([d.centroid for d in chosen]), (side,) * len(chosen))
+        threshold, chain, counts = config.mask_threshold, list(found), {"replaced": 0, "inserted": 0, "rejected": 0}
+        for detection, crop in zip(chosen, crops):  # best detection first
             centroid = crop.weighted_centroid(threshold)
-            if centroid is None:
-                continue
-            # the positions either side: before and after a replaced one, around an inserted one
-            around = (plan.position - 1, plan.position if plan.insert else plan.position + 1)
-            neighbours = [found[i].probability for i in around if 0 <= i < len(found)]
-            detection = confident[plan.detection].probability
-            if overlaps(crop, neighbours, threshold, config.overlap_iou) or (
-                not plan.insert
-                and agreement(crop, detection, threshold)
-                <= agreement(found[plan.position].probability, detection, threshold)
+            overlapped = conflicts(crop, [f.probability for f in chain], threshold, config.repair_overlap)
+            better = agreement(crop, detection.probability, threshold)
+            if centroid is None or any(
+                agreement(chain[i].probability, detection.probability, threshold) >= better for i in overlapped
             ):
+                counts["rejected"] += 1
                 continue
-            accepted.append((plan, crop, centroid))
-        trace.repairs = {
-            "replaced": sum(not p.insert for p, _, _ in accepted),
-            "inserted": sum(p.insert for p, _, _ in accepted),
-            "rejected": len(plans) - len(accepted),
-        }
-        if not accepted:
-            return found
-        sides = (self._side(self.classifier, spacing),) * len(accepted)
-        answers = yield Classify(film, np.stack([c for _, _, c in accepted]), sides)
-        repaired = list(found)
-        # bottom first, so that an insertion leaves the positions above it where they are; at one
-        # position, the replacement before the insertion above it
-        order = sorted(zip(accepted, answers), key=lambda a: (-a[0][0].position, a[0][0].insert))
-        for (plan, crop, centroid), probabilities in order:
-            item = _Found(crop, centroid, REPAIR, np.asarray(probabilities, dtype=np.float64), claims.claim(crop))
-            if plan.insert:
-                repaired.insert(plan.position, item)
-            else:
-                repaired[plan.position] = item
-        return repaired
+            counts["replaced" if overlapped else "inserted"] += 1
+            chain = [f for i, f in enumerate(chain) if i not in overlapped]
+            chain.append(_Found(crop, centroid, REPAIR, None, claims.claim(crop)))
+        trace.repairs = counts
+        new = [f for f in chain if f.probabilities is None and f.source == REPAIR]
+        if new:
+            sides = (self._side(self.classifier, spacing),) * len(new)
+            for item, probabilities in zip(new, (yield Classify(film, np.stack([f.centroid for f in new]), sides))):
+                item.probabilities = np.asarray(probabilities, dtype=np.float64)
+        return [chain[i] for i in along_spine([f.centroid for f in chain])]
 
     def _predict(self, walkers: list[_Walker], width: int, height: int) -> Generator[Request, object, np.ndarray]:
         """Next centroid per walker: the predictor on three points, a constant-velocity step on two."""

@@ -1,84 +1,58 @@
 """Repairs of a walked chain from the detector's evidence (pure geometry; the loop runs the models).
 
-The walk prompts the segmenter at predicted points. Where a prediction fell between two vertebrae,
-the mask is off-centre and the refined centroid stays there; where a step went two vertebrae at once,
-one is missing. The detector has usually found those vertebrae. So after the walk, every confident
-detection that no position is centred on (within `centred` spacings) re-prompts the segmenter at its
-centroid:
+The walk prompts the segmenter at predicted points. Where predictions fell between two vertebrae,
+masks are off-centre (each covering parts of two vertebrae) and the refined centroids stay there;
+where a step went two vertebrae at once, one is missing. The detector has usually found those
+vertebrae. So after the walk, every confident detection within the chain's extent that no position
+is centred on (within `centred` spacings) re-prompts the segmenter at its centroid, and the new
+masks are taken best detection first:
 
-- near a position (within `reach` spacings): the new mask replaces the position's when it agrees
-  better with the detection's own mask (IoU) and overlaps neither neighbour;
-- in a gap between two consecutive positions (a vertebra stepped over): the new position is inserted
-  when it overlaps neither of them.
+- a new mask that overlaps chain positions (shares more than `repair_overlap` of the smaller mask)
+  replaces them when it agrees better (IoU) with the detection's own mask than each of them does;
+- a new mask that overlaps none fills a gap (a vertebra stepped over).
 
-Detections beyond the chain's ends are left alone: the walk already went there or stopped for a reason.
+The repaired chain is ordered along the spine again. Detections beyond the chain's ends are left
+alone: the walk already went there or stopped for a reason.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from spinefm.data.masks import crop_iou
+from spinefm.data.masks import crop_containment, crop_iou
+from spinefm.pipeline.geometry import order_along_spine
 from spinefm.pipeline.types import MaskCrop
 
 
-@dataclass
-class Repair:
-    """Re-prompt at detection `detection`: replace chain position `position`, or (insert) put a new
-    position before it."""
-
-    detection: int
-    position: int
-    insert: bool
-
-
-def plan_repairs(
-    chain: np.ndarray, detections: np.ndarray, scores: np.ndarray, spacing: float, centred: float, reach: float
-) -> list[Repair]:
-    """chain (N, 2) centroids top to bottom; detections (M, 2) confident detection centroids. At most
-    one repair per position (the best-scoring detection) and per gap."""
+def uncentred(chain: np.ndarray, detections: np.ndarray, spacing: float, centred: float) -> list[int]:
+    """Indices of the detections (M, 2) that no chain position (N, 2) lies within `centred` spacings
+    of and that lie within the chain's extent along the spine."""
     if len(chain) < 2 or not len(detections) or spacing <= 0:
         return []
-    distance = np.linalg.norm(detections[:, None, :] - chain[None, :, :], axis=2) / spacing  # (M, N)
-    planned: dict[tuple[int, bool], int] = {}
-    for index in np.argsort(-scores, kind="stable"):
-        nearest = int(np.argmin(distance[index]))
-        if distance[index, nearest] <= centred:
-            continue
-        if distance[index, nearest] <= reach:
-            key = (nearest, False)
-        else:
-            gap = _gap(chain, detections[index], spacing, reach)
-            if gap is None:
-                continue
-            key = (gap, True)
-        planned.setdefault(key, int(index))
-    return [Repair(detection, position, insert) for (position, insert), detection in sorted(planned.items())]
+    distance = np.linalg.norm(detections[:, None, :] - chain[None, :, :], axis=2).min(axis=1) / spacing
+    centre = chain.mean(axis=0)
+    axis = np.linalg.svd(chain - centre, full_matrices=False)[2][0]
+    along, extent = (detections - centre) @ axis, (chain - centre) @ axis
+    inside = (along >= extent.min()) & (along <= extent.max())
+    return [int(i) for i in np.flatnonzero((distance > centred) & inside)]
 
 
-def _gap(chain: np.ndarray, point: np.ndarray, spacing: float, reach: float) -> int | None:
-    """The position `point` lies before, between two consecutive positions (projected onto the
-    segment between them, inside its middle half, and within `reach` spacings of it); None: none."""
-    for after in range(1, len(chain)):
-        start, end = chain[after - 1], chain[after]
-        segment = end - start
-        length = float(segment @ segment)
-        if length == 0:
-            continue
-        along = float((point - start) @ segment) / length
-        foot = start + along * segment
-        if 0.25 <= along <= 0.75 and np.linalg.norm(point - foot) <= reach * spacing:
-            return after
-    return None
+def agreement(crop: MaskCrop, other: MaskCrop, threshold: float) -> float:
+    """IoU of two masks, both binarised at `threshold`."""
+    return crop_iou(crop.binary(threshold), crop.offset, other.binary(threshold), other.offset)
 
 
-def agreement(crop: MaskCrop, detection: MaskCrop, threshold: float) -> float:
-    """IoU of a segmenter mask and a detection's mask, both binarised at `threshold`."""
-    return crop_iou(crop.binary(threshold), crop.offset, detection.binary(threshold), detection.offset)
+def conflicts(crop: MaskCrop, masks: list[MaskCrop], threshold: float, max_share: float) -> list[int]:
+    """Indices of the masks that share more than max_share of the smaller mask with the crop (an
+    off-centre mask covers part of the vertebra a detection re-prompt finds whole)."""
+    mine = crop.binary(threshold)
+    return [
+        i
+        for i, other in enumerate(masks)
+        if crop_containment(mine, crop.offset, other.binary(threshold), other.offset) > max_share
+    ]
 
 
-def overlaps(crop: MaskCrop, neighbours: list[MaskCrop], threshold: float, max_iou: float) -> bool:
-    """Whether the mask overlaps any neighbour's by more than max_iou (the loop's overlap stop)."""
-    return any(agreement(crop, other, threshold) > max_iou for other in neighbours)
+def along_spine(centroids: list[np.ndarray]) -> list[int]:
+    """The order of the positions along the spine, top to bottom."""
+    return order_along_spine(np.stack(centroids)).tolist()
