@@ -407,10 +407,11 @@ class InductiveLoop:
             chain.append(_Found(crop, centroid, REPAIR, None, claims.claim(crop)))
         trace.repairs = counts
         new = [f for f in chain if f.probabilities is None and f.source == REPAIR]
-        if new:
-            sides = (self._side(self.classifier, spacing),) * len(new)
-            for item, probabilities in zip(new, (yield Classify(film, np.stack([f.centroid for f in new]), sides))):
-                item.probabilities = np.asarray(probabilities, dtype=np.float64)
+        if not new:
+            return found
+        sides = (self._side(self.classifier, spacing),) * len(new)
+        for item, probabilities in zip(new, (yield Classify(film, np.stack([f.centroid for f in new]), sides))):
+            item.probabilities = np.asarray(probabilities, dtype=np.float64)
         return [chain[i] for i in along_spine([f.centroid for f in chain])]
 
     def _predict(self, walkers: list[_Walker], width: int, height: int) -> Generator[Request, object, np.ndarray]:
