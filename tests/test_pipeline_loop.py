@@ -26,6 +26,19 @@ from spinefm.pipeline import STOP_REASONS, Detection, InductiveLoop, LabelConfig
 from spinefm.pipeline.types import DOWN, UP
 
 
+class Sideways(OraclePredictor):
+    """The oracle's point moved 0.4 spacings to the right."""
+
+    def predict(self, windows, image_sizes):
+        return super().predict(windows, image_sizes) + [0.4 * self.truth.spacing, 0.0]
+
+
+def all_detected(record):
+    """Every vertebra detected: (indices, scores), the middle three the best (the seeds)."""
+    everything = list(range(len(record.vertebrae)))
+    return everything, [0.99 if i in middle(record) else 0.9 for i in everything]
+
+
 @pytest.mark.parametrize("view", list(SEEDS))
 def test_finds_every_vertebra_with_its_level_from_three_middle_seeds(view):
     record = phantom(view)
@@ -61,8 +74,7 @@ def test_one_wrong_call_ends_nothing_and_shifts_no_label(view, level, wrong):
     record = phantom(view)
     truth = Truth(record)
     classifier = OracleClassifier(truth, wrong={level: wrong})
-    everything = range(len(record.vertebrae))
-    scores = [0.99 if i in middle(record) else 0.9 for i in everything]  # the middle three are the seeds
+    everything, scores = all_detected(record)
     result = oracle_loop(record, everything, classifier=classifier, scores=scores).run(record.image, view=view)
     assert_matches_truth(result, record)
     assert level in {record.levels[i] for i in result.trace.seeds} or wrong in [
@@ -236,13 +248,7 @@ def test_predicted_points_snap_to_unclaimed_detections_and_strays_are_counted():
     centroid instead; a confident detection far from the spine stays unclaimed."""
     record = phantom("ap_thoracolumbar")
     truth = Truth(record)
-
-    class Sideways(OraclePredictor):
-        def predict(self, windows, image_sizes):
-            return super().predict(windows, image_sizes) + [0.4 * truth.spacing, 0.0]
-
-    everything = list(range(len(record.vertebrae)))
-    scores = [0.99 if i in middle(record) else 0.9 for i in everything]
+    everything, scores = all_detected(record)
     loop = oracle_loop(record, everything, predictor=Sideways(truth), scores=scores)
     stray = Detection(disc((5.0, 5.0), 2), 0.95, np.array([5.0, 5.0]), 13.0)
     loop.detector.detect = lambda images, found=loop.detector.detect: [found(images)[0] + [stray]]
@@ -325,13 +331,7 @@ def test_off_centre_steps_are_re_prompted_at_their_detections():
     found with its mask and level. Without repairs the blobs stay."""
     record = phantom("ap_thoracolumbar")
     truth = Truth(record)
-
-    class Sideways(OraclePredictor):
-        def predict(self, windows, image_sizes):
-            return super().predict(windows, image_sizes) + [0.4 * truth.spacing, 0.0]
-
-    everything = list(range(len(record.vertebrae)))
-    scores = [0.99 if i in middle(record) else 0.9 for i in everything]
+    everything, scores = all_detected(record)
 
     def run(**config):
         segmenter, predictor = OffCentre(truth), Sideways(truth)
@@ -362,10 +362,8 @@ def test_a_vertebra_stepped_over_is_inserted_from_its_detection():
                     points[i] = truth.centroids[l3]
             return points
 
-    everything = list(range(len(record.vertebrae)))
-    seeds = middle(record)
-    assert seeds[-1] < l1
-    scores = [0.99 if i in seeds else 0.9 for i in everything]
+    everything, scores = all_detected(record)
+    assert middle(record)[-1] < l1
     loop = oracle_loop(record, everything, predictor=Jump(truth), scores=scores)
     repaired = loop.run(record.image, view=record.view)
     assert_matches_truth(repaired, record)

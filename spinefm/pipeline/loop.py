@@ -34,15 +34,14 @@ import cv2
 import numpy as np
 
 from spinefm.data.intensity import to_uint8
-from spinefm.data.masks import crop_iou
 from spinefm.data.patches import patch_side
 from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END
 from spinefm.pipeline.claims import Detections, unclaimed_detections
 from spinefm.pipeline.decode import DecodeConfig, decode_chain
-from spinefm.pipeline.geometry import best_run, chain_spacing, inside, mask_score, order_along_spine
+from spinefm.pipeline.geometry import best_run, chain_spacing, inside, mask_iou, mask_score, order_along_spine
 from spinefm.pipeline.labels import LabelConfig
 from spinefm.pipeline.lockstep import Walk, run_walks
-from spinefm.pipeline.repair import agreement, along_spine, conflicts, uncentred
+from spinefm.pipeline.repair import conflicts, uncentred
 from spinefm.pipeline.requests import Classify, Detect, Predict, Request, Segment
 from spinefm.pipeline.roles import ROLES
 from spinefm.pipeline.selection import select_instances
@@ -322,12 +321,7 @@ class InductiveLoop:
                     _stop(walker, step, "empty_mask")
                     continue
                 step.mask_score = mask_score(crop)
-                step.iou = crop_iou(
-                    crop.binary(config.mask_threshold),
-                    crop.offset,
-                    walker.previous.binary(config.mask_threshold),
-                    walker.previous.offset,
-                )
+                step.iou = mask_iou(crop, walker.previous, config.mask_threshold)
                 if step.iou > config.overlap_iou:
                     _stop(walker, step, "overlap")
                     continue
@@ -396,9 +390,9 @@ class InductiveLoop:
         for detection, crop in zip(chosen, crops):  # best detection first
             centroid = crop.weighted_centroid(threshold)
             overlapped = conflicts(crop, [f.probability for f in chain], threshold, config.repair_overlap)
-            better = agreement(crop, detection.probability, threshold)
+            better = mask_iou(crop, detection.probability, threshold)
             if centroid is None or any(
-                agreement(chain[i].probability, detection.probability, threshold) >= better for i in overlapped
+                mask_iou(chain[i].probability, detection.probability, threshold) >= better for i in overlapped
             ):
                 counts["rejected"] += 1
                 continue
@@ -412,7 +406,7 @@ class InductiveLoop:
         sides = (self._side(self.classifier, spacing),) * len(new)
         for item, probabilities in zip(new, (yield Classify(film, np.stack([f.centroid for f in new]), sides))):
             item.probabilities = np.asarray(probabilities, dtype=np.float64)
-        return [chain[i] for i in along_spine([f.centroid for f in chain])]
+        return [chain[i] for i in order_along_spine(np.stack([f.centroid for f in chain]))]
 
     def _predict(self, walkers: list[_Walker], width: int, height: int) -> Generator[Request, object, np.ndarray]:
         """Next centroid per walker: the predictor on three points, a constant-velocity step on two."""

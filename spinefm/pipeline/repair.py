@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinefm.data.masks import crop_containment, crop_iou
-from spinefm.pipeline.geometry import order_along_spine
+from spinefm.data.masks import crop_containment
+from spinefm.pipeline.geometry import spine_line
 from spinefm.pipeline.types import MaskCrop
 
 
@@ -30,16 +30,10 @@ def uncentred(chain: np.ndarray, detections: np.ndarray, spacing: float, centred
     if len(chain) < 2 or not len(detections) or spacing <= 0:
         return []
     distance = np.linalg.norm(detections[:, None, :] - chain[None, :, :], axis=2).min(axis=1) / spacing
-    centre = chain.mean(axis=0)
-    axis = np.linalg.svd(chain - centre, full_matrices=False)[2][0]
-    along, extent = (detections - centre) @ axis, (chain - centre) @ axis
+    centre, direction = spine_line(chain)
+    along, extent = (detections - centre) @ direction, (chain - centre) @ direction
     inside = (along >= extent.min()) & (along <= extent.max())
     return [int(i) for i in np.flatnonzero((distance > centred) & inside)]
-
-
-def agreement(crop: MaskCrop, other: MaskCrop, threshold: float) -> float:
-    """IoU of two masks, both binarised at `threshold`."""
-    return crop_iou(crop.binary(threshold), crop.offset, other.binary(threshold), other.offset)
 
 
 def conflicts(crop: MaskCrop, masks: list[MaskCrop], threshold: float, max_share: float) -> list[int]:
@@ -51,8 +45,3 @@ def conflicts(crop: MaskCrop, masks: list[MaskCrop], threshold: float, max_share
         for i, other in enumerate(masks)
         if crop_containment(mine, crop.offset, other.binary(threshold), other.offset) > max_share
     ]
-
-
-def along_spine(centroids: list[np.ndarray]) -> list[int]:
-    """The order of the positions along the spine, top to bottom."""
-    return order_along_spine(np.stack(centroids)).tolist()
