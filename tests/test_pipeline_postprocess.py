@@ -9,6 +9,7 @@ from spinefm.data.patches import crop_patch
 from spinefm.pipeline import MaskCrop
 from spinefm.pipeline.geometry import best_run, order_along_spine
 from spinefm.pipeline.patching import paste, resample
+from spinefm.pipeline.postprocess import final_mask
 from spinefm.pipeline.selection import deduplicate
 from spinefm.pipeline.types import Instance
 
@@ -59,6 +60,21 @@ def test_final_masks_are_compact_crops_with_smoothing_and_threshold():
         assert 0 <= x0 and 0 <= y0 and x0 + instance.mask.shape[1] <= width and y0 + instance.mask.shape[0] <= height
         vertebra = instance.to_vertebra()
         assert vertebra.level == instance.level and vertebra.area() == instance.mask.sum()
+
+
+def test_final_mask_by_hand():
+    values = np.zeros((8, 10), np.float32)
+    values[2:4, 3:6] = [[0.95, 0.95, 0.5], [0.95, 0.97, 0.92]]  # mask: five pixels above 0.9
+    values[6, 9] = 0.2  # above the crop floor: kept in the crop, not in the mask
+    final = final_mask(MaskCrop(values, (100, 50)), threshold=0.9, crop_floor=0.1)
+    assert final.probability.offset == (103, 52) and final.mask.shape == (5, 7)
+    assert final.mask.sum() == 5 and not final.mask[4, 6] and final.probability.values[4, 6] == np.float16(0.2)
+    weights = np.array([[0.95, 0.95, 0], [0.95, 0.97, 0.92]])
+    yy, xx = np.indices(weights.shape)
+    centroid = [(weights * xx).sum() / weights.sum() + 103, (weights * yy).sum() / weights.sum() + 52]
+    assert np.allclose(final.centroid, centroid) and final.score == pytest.approx(4.74 / 5, rel=1e-6)
+    assert final_mask(MaskCrop(values, (0, 0)), threshold=0.99) is None
+    assert final_mask(MaskCrop(values, (0, 0)), threshold=0.9, opening_radius=1) is None  # too thin to open
 
 
 def test_paste_and_crop_are_exact_inverses():

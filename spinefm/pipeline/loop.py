@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from spinefm.data.intensity import to_uint8
@@ -41,6 +40,7 @@ from spinefm.pipeline.decode import DecodeConfig, decode_chain
 from spinefm.pipeline.geometry import best_run, chain_spacing, inside, mask_iou, mask_score, order_along_spine
 from spinefm.pipeline.labels import LabelConfig
 from spinefm.pipeline.lockstep import Walk, run_walks
+from spinefm.pipeline.postprocess import final_mask
 from spinefm.pipeline.repair import conflicts, uncentred
 from spinefm.pipeline.requests import Classify, Detect, Predict, Request, Segment
 from spinefm.pipeline.roles import ROLES
@@ -456,31 +456,22 @@ class InductiveLoop:
 
     def _final_instance(self, item: _Found, level: str | None, classes: list[str]) -> Instance | None:
         config = self.config
-        values = item.probability.values.astype(np.float32)
-        if values.size == 0:
-            return None
-        smoothed = cv2.GaussianBlur(values, (0, 0), config.smooth_sigma) if config.smooth_sigma > 0 else values
-        mask = smoothed > config.final_threshold
-        if config.opening_radius > 0:
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * config.opening_radius + 1,) * 2)
-            mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0
-        if not mask.any():
-            return None
-        rows, cols = np.nonzero(mask | (values > config.crop_floor))
-        y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        values, mask = values[y0:y1, x0:x1], mask[y0:y1, x0:x1]
-        offset = (item.probability.offset[0] + int(x0), item.probability.offset[1] + int(y0))
-        weights = np.where(mask, smoothed[y0:y1, x0:x1], 0).astype(np.float64)
-        yy, xx = np.indices(mask.shape)
-        centroid = np.array(
-            [(weights * xx).sum() / weights.sum() + offset[0], (weights * yy).sum() / weights.sum() + offset[1]]
+        final = final_mask(
+            item.probability,
+            config.final_threshold,
+            config.smooth_sigma,
+            config.opening_radius,
+            config.crop_floor,
+            config.probability_dtype,
         )
+        if final is None:
+            return None
         spine_class = None if item.probabilities is None else classes[int(np.argmax(item.probabilities))]
         return Instance(
-            probability=MaskCrop(values.astype(config.probability_dtype), offset),
-            mask=mask,
-            centroid=centroid,
-            score=float(values[mask].mean()),
+            probability=final.probability,
+            mask=final.mask,
+            centroid=final.centroid,
+            score=final.score,
             source=item.source,
             spine_class=spine_class,
             level=level,
