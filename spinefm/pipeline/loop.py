@@ -41,15 +41,15 @@ from spinefm.pipeline.geometry import best_run, chain_spacing, inside, mask_iou,
 from spinefm.pipeline.labels import LabelConfig
 from spinefm.pipeline.lockstep import Walk, run_walks
 from spinefm.pipeline.postprocess import final_mask
-from spinefm.pipeline.repair import conflicts, uncentred
+from spinefm.pipeline.repair import repair_chain
 from spinefm.pipeline.requests import Classify, Detect, Predict, Request, Segment
 from spinefm.pipeline.roles import ROLES
 from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.types import (
     DOWN,
-    REPAIR,
     SEED,
     UP,
+    ChainPosition,
     Classifier,
     Detection,
     Detector,
@@ -136,25 +136,13 @@ class LoopConfig:
 
 
 @dataclass
-class _Found:
-    """A position of the chain: a segmented vertebra candidate before decoding and post-processing."""
-
-    probability: MaskCrop
-    centroid: np.ndarray
-    source: str
-    probabilities: np.ndarray | None  # the end classifier's, in its class order (None: not asked)
-    support: float = 0.0  # best confident detection score under the mask (0: none)
-    step: Step | None = None  # the walk's step that found it (None: a seed)
-
-
-@dataclass
 class _Walker:
     """One direction's state: its chain of centroids (walking end last), last mask, finds and stop."""
 
     direction: str
     chain: list[np.ndarray]
     start: MaskCrop  # the seed's mask at this end
-    found: list[_Found] = field(default_factory=list)
+    found: list[ChainPosition] = field(default_factory=list)
     steps: int = 0
     doubts: int = 0  # doubtful steps in a row
     end_called: bool = False  # the classifier called this direction's end class at some step
@@ -254,13 +242,22 @@ class InductiveLoop:
         for walkers in ([up], [down]) if config.sequential else ([up, down],):
             yield from self._walk_together(film, walkers, claims, trace)
         trace.stops = {UP: up.stop, DOWN: down.stop}
-        found = yield from self._repair(film, up.found[::-1] + seeds + down.found, detections, claims, trace)
+        found = yield from repair_chain(
+            film,
+            up.found[::-1] + seeds + down.found,
+            detections,
+            claims,
+            trace,
+            config,
+            self.segmenter.patch,
+            self.classifier.patch,
+        )
         result.chain, result.instances = self._finish(found, view, claims, trace)
         return result
 
     def _segment_seeds(
         self, film: np.ndarray, detections: list[Detection], claims: Detections, trace: Trace
-    ) -> Generator[Request, object, list[_Found]]:
+    ) -> Generator[Request, object, list[ChainPosition]]:
         """Segment the seeds in one call; seeds whose mask is empty are dropped."""
         points = np.stack([d.centroid for d in detections])
         spacing = (
@@ -273,7 +270,7 @@ class InductiveLoop:
         for crop, detection in zip(crops, detections):
             centroid = crop.weighted_centroid(self.config.mask_threshold)
             if centroid is not None:
-                seeds.append(_Found(crop, centroid, SEED, None, max(claims.claim(crop), detection.score)))
+                seeds.append(ChainPosition(crop, centroid, SEED, None, max(claims.claim(crop), detection.score)))
         trace.seed_centroids = [s.centroid for s in seeds]
         if seeds and self.config.classify_seeds:
             centres = np.stack(trace.seed_centroids)
@@ -341,7 +338,7 @@ class InductiveLoop:
         step.probabilities = dict(zip(classes, probabilities.tolist()))
         step.spine_class = classes[int(np.argmax(probabilities))]
         step.support = claims.claim(crop)
-        walker.found.append(_Found(crop, step.refined, walker.direction, probabilities, step.support, step))
+        walker.found.append(ChainPosition(crop, step.refined, walker.direction, probabilities, step.support, step))
         walker.chain.append(step.refined)
         end_call = step.spine_class == (TOP_END if walker.direction == UP else BOTTOM_END)
         walker.end_called |= end_call
@@ -370,44 +367,6 @@ class InductiveLoop:
         walker.doubts, walker.jump = 0, claims.centroids[target].copy()
         return True
 
-    def _repair(
-        self, film: np.ndarray, found: list[_Found], detections: list[Detection], claims: Detections, trace: Trace
-    ) -> Generator[Request, object, list[_Found]]:
-        """The chain repaired from confident detections no position is centred on (`repair`)."""
-        config = self.config
-        confident = sorted((d for d in detections if d.score >= config.snap_score), key=lambda d: -d.score)
-        if config.repair_centred <= 0 or len(found) < 2 or not confident:
-            return found
-        centres = np.stack([f.centroid for f in found])
-        spacing = chain_spacing(list(centres))
-        points = np.stack([d.centroid for d in confident])
-        chosen = [confident[i] for i in uncentred(centres, points, spacing, config.repair_centred)]
-        if not chosen:
-            return found
-        side = self._side(self.segmenter, spacing)
-        crops = yield Segment(film, np.stack([d.centroid for d in chosen]), (side,) * len(chosen))
-        threshold, chain, counts = config.mask_threshold, list(found), {"replaced": 0, "inserted": 0, "rejected": 0}
-        for detection, crop in zip(chosen, crops):  # best detection first
-            centroid = crop.weighted_centroid(threshold)
-            overlapped = conflicts(crop, [f.probability for f in chain], threshold, config.repair_overlap)
-            better = mask_iou(crop, detection.probability, threshold)
-            if centroid is None or any(
-                mask_iou(chain[i].probability, detection.probability, threshold) >= better for i in overlapped
-            ):
-                counts["rejected"] += 1
-                continue
-            counts["replaced" if overlapped else "inserted"] += 1
-            chain = [f for i, f in enumerate(chain) if i not in overlapped]
-            chain.append(_Found(crop, centroid, REPAIR, None, claims.claim(crop)))
-        trace.repairs = counts
-        new = [f for f in chain if f.probabilities is None and f.source == REPAIR]
-        if not new:
-            return found
-        sides = (self._side(self.classifier, spacing),) * len(new)
-        for item, probabilities in zip(new, (yield Classify(film, np.stack([f.centroid for f in new]), sides))):
-            item.probabilities = np.asarray(probabilities, dtype=np.float64)
-        return [chain[i] for i in order_along_spine(np.stack([f.centroid for f in chain]))]
-
     def _predict(self, walkers: list[_Walker], width: int, height: int) -> Generator[Request, object, np.ndarray]:
         """Next centroid per walker: the predictor on three points, a constant-velocity step on two."""
         points = np.zeros((len(walkers), 2))
@@ -425,7 +384,7 @@ class InductiveLoop:
         return patch_side(component.patch, spacing)
 
     def _finish(
-        self, found: list[_Found], view: str | None, claims: Detections, trace: Trace
+        self, found: list[ChainPosition], view: str | None, claims: Detections, trace: Trace
     ) -> tuple[list[Instance | None], list[Instance]]:
         """Decode the chain and post-process every position: (the chain's instances, None where a mask
         came out empty; the kept ones, duplicates dropped, top to bottom with their levels)."""
@@ -454,7 +413,7 @@ class InductiveLoop:
         trace.unclaimed = unclaimed_detections(claims, instances)
         return chain, instances
 
-    def _final_instance(self, item: _Found, level: str | None, classes: list[str]) -> Instance | None:
+    def _final_instance(self, item: ChainPosition, level: str | None, classes: list[str]) -> Instance | None:
         config = self.config
         final = final_mask(
             item.probability,

@@ -1,4 +1,5 @@
-"""Repairs of a walked chain from the detector's evidence (pure geometry; the loop runs the models).
+"""Repairs of a walked chain from the detector's evidence (a generator like the loop: it yields the
+re-prompts as requests and is sent the answers).
 
 The walk prompts the segmenter at predicted points. Where predictions fell between two vertebrae,
 masks are off-centre (each covering parts of two vertebrae) and the refined centroids stay there;
@@ -17,11 +18,66 @@ alone: the walk already went there or stopped for a reason.
 
 from __future__ import annotations
 
+from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from spinefm.data.masks import crop_containment
-from spinefm.pipeline.geometry import spine_line
-from spinefm.pipeline.types import MaskCrop
+from spinefm.data.patches import patch_side
+from spinefm.pipeline.claims import Detections
+from spinefm.pipeline.geometry import chain_spacing, mask_iou, order_along_spine, spine_line
+from spinefm.pipeline.requests import Classify, Request, Segment
+from spinefm.pipeline.types import REPAIR, ChainPosition, Detection, MaskCrop, Trace
+
+if TYPE_CHECKING:
+    from spinefm.pipeline.loop import LoopConfig
+
+
+def repair_chain(
+    film: np.ndarray,
+    found: list[ChainPosition],
+    detections: list[Detection],
+    claims: Detections,
+    trace: Trace,
+    config: LoopConfig,
+    segment_patch: Mapping,
+    classify_patch: Mapping,
+) -> Generator[Request, object, list[ChainPosition]]:
+    """The chain repaired from confident detections no position is centred on; `trace.repairs`
+    counts what was replaced, inserted and rejected. Patches as the segmenter's and classifier's."""
+    confident = sorted((d for d in detections if d.score >= config.snap_score), key=lambda d: -d.score)
+    if config.repair_centred <= 0 or len(found) < 2 or not confident:
+        return found
+    centres = np.stack([f.centroid for f in found])
+    spacing = chain_spacing(list(centres))
+    points = np.stack([d.centroid for d in confident])
+    chosen = [confident[i] for i in uncentred(centres, points, spacing, config.repair_centred)]
+    if not chosen:
+        return found
+    side = patch_side(segment_patch, spacing)
+    crops = yield Segment(film, np.stack([d.centroid for d in chosen]), (side,) * len(chosen))
+    threshold, chain, counts = config.mask_threshold, list(found), {"replaced": 0, "inserted": 0, "rejected": 0}
+    for detection, crop in zip(chosen, crops):  # best detection first
+        centroid = crop.weighted_centroid(threshold)
+        overlapped = conflicts(crop, [f.probability for f in chain], threshold, config.repair_overlap)
+        better = mask_iou(crop, detection.probability, threshold)
+        if centroid is None or any(
+            mask_iou(chain[i].probability, detection.probability, threshold) >= better for i in overlapped
+        ):
+            counts["rejected"] += 1
+            continue
+        counts["replaced" if overlapped else "inserted"] += 1
+        chain = [f for i, f in enumerate(chain) if i not in overlapped]
+        chain.append(ChainPosition(crop, centroid, REPAIR, None, claims.claim(crop)))
+    trace.repairs = counts
+    new = [f for f in chain if f.probabilities is None and f.source == REPAIR]
+    if not new:
+        return found
+    sides = (patch_side(classify_patch, spacing),) * len(new)
+    for item, probabilities in zip(new, (yield Classify(film, np.stack([f.centroid for f in new]), sides))):
+        item.probabilities = np.asarray(probabilities, dtype=np.float64)
+    return [chain[i] for i in order_along_spine(np.stack([f.centroid for f in chain]))]
 
 
 def uncentred(chain: np.ndarray, detections: np.ndarray, spacing: float, centred: float) -> list[int]:

@@ -106,6 +106,19 @@ class Instance:
 
 
 @dataclass
+class ChainPosition:
+    """A position of the chain: a segmented vertebra candidate before decoding and post-processing.
+    source: SEED, UP, DOWN or REPAIR."""
+
+    probability: MaskCrop
+    centroid: np.ndarray
+    source: str
+    probabilities: np.ndarray | None  # the end classifier's, in its class order (None: not asked)
+    support: float = 0.0  # best confident detection score under the mask (0: none)
+    step: Step | None = None  # the walk's step that found it (None: a seed or a repair)
+
+
+@dataclass
 class Step:
     """One step of the walk. outcome: "kept", the stop reason that ended its direction, or "rewound"
     (one of `patience` doubtful steps dropped when the walk went on from an unclaimed detection).
