@@ -32,6 +32,7 @@ def test_order_along_spine_and_best_run():
     points = np.array([[50.0, 30.0], [10.0, 0.0], [90.0, 60.0], [30.0, 15.0]])
     assert order_along_spine(points).tolist() == [1, 3, 0, 2]
     assert order_along_spine(np.array([[0.0, 5.0], [3.0, 5.0]])).tolist() == [0, 1]  # horizontal: left to right
+    assert order_along_spine(np.array([[0.0, 30.0], [1.0, 0.0], [0.0, 10.0]])).tolist() == [1, 2, 0]
     assert best_run(np.array([0.9, 0.1, 0.8, 0.8, 0.8]), 3) == 2
     assert best_run(np.array([0.7, 0.8]), 3) == 0
 

@@ -1,8 +1,8 @@
-"""Repairs of a walked chain from detections: which detections re-prompt, which masks conflict, order."""
+"""Repairs of a walked chain from detections: which detections re-prompt, which masks conflict."""
 
 import numpy as np
 
-from spinefm.pipeline.geometry import mask_iou, order_along_spine
+from spinefm.pipeline.geometry import mask_iou
 from spinefm.pipeline.repair import conflicts, uncentred
 from spinefm.pipeline.types import MaskCrop
 
@@ -17,14 +17,10 @@ def test_detections_no_position_is_centred_on_within_the_chain_re_prompt():
     assert uncentred(CHAIN[:1], detections, SPACING, centred=0.25) == []
 
 
-def test_agreement_and_conflicts_of_masks():
+def test_mask_iou_and_conflicts_of_masks():
     square = MaskCrop(np.ones((4, 4), np.float32), (0, 0))
     shifted = MaskCrop(np.ones((4, 4), np.float32), (2, 0))
     far = MaskCrop(np.ones((4, 4), np.float32), (10, 10))
     assert mask_iou(square, shifted, 0.5) == 8 / 24
     inside = MaskCrop(np.ones((2, 2), np.float32), (1, 1))
     assert conflicts(square, [far, shifted, square, inside], 0.5, max_share=0.2) == [1, 2, 3]
-
-
-def test_positions_are_ordered_along_the_spine():
-    assert order_along_spine(np.array([[0.0, 30.0], [1.0, 0.0], [0.0, 10.0]])).tolist() == [1, 2, 0]
