@@ -12,7 +12,7 @@ _EXPORTS = {
     "decode_chain": "decode",
     "LabelConfig": "labels",
     "InductiveLoop": "loop",
-    "LoopConfig": "loop",
+    "LoopConfig": "loop_config",
     "STOP_REASONS": "types",
     "Detection": "types",
     "Instance": "types",

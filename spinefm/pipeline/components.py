@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 
 from spinefm.checkpoints import load_component
 from spinefm.pipeline import adapters  # noqa: F401  (registers the built-in adapters)
-from spinefm.pipeline.loop import InductiveLoop, LoopConfig
+from spinefm.pipeline.loop import InductiveLoop
+from spinefm.pipeline.loop_config import LoopConfig
 from spinefm.pipeline.manifest import checkpoint_paths, read_manifest
 from spinefm.pipeline.roles import ROLES, adapter_class
 

@@ -19,7 +19,6 @@ alone: the walk already went there or stopped for a reason.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,11 +26,9 @@ from spinefm.data.masks import crop_containment
 from spinefm.data.patches import patch_side
 from spinefm.pipeline.claims import Detections
 from spinefm.pipeline.geometry import chain_spacing, mask_iou, order_along_spine, spine_line
+from spinefm.pipeline.loop_config import LoopConfig
 from spinefm.pipeline.requests import Classify, Request, Segment
 from spinefm.pipeline.types import REPAIR, ChainPosition, Detection, MaskCrop, Trace
-
-if TYPE_CHECKING:
-    from spinefm.pipeline.loop import LoopConfig
 
 
 def repair_chain(

@@ -1,0 +1,172 @@
+"""The walk's stepping: each direction from its seed to a hard stop (a generator like the loop: it
+yields its requests to the components and is sent their answers).
+
+Each step predicts the next centroid from the direction's last three (a constant-velocity step while
+fewer than three exist), snaps it to a confident detection no position has claimed within
+`snap_radius` spacings, segments a patch there and classifies at the refined centroid. Soft
+evidence never stops a direction: it stops on a hard stop (border, empty mask, overlap, the step
+cap) or after `patience` doubtful steps in a row, unless a confident unclaimed detection lies ahead
+(`lookahead` spacings). Directions that step together share one request per component and step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spinefm.data.patches import patch_side
+from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END
+from spinefm.pipeline.claims import Detections
+from spinefm.pipeline.geometry import chain_spacing, inside, mask_iou, mask_score
+from spinefm.pipeline.loop_config import LoopConfig
+from spinefm.pipeline.requests import Classify, Predict, Request, Segment
+from spinefm.pipeline.types import UP, ChainPosition, MaskCrop, Step, Trace
+
+
+@dataclass
+class Walker:
+    """One direction's state: its chain of centroids (walking end last), last mask, finds and stop."""
+
+    direction: str
+    chain: list[np.ndarray]
+    start: MaskCrop  # the seed's mask at this end
+    found: list[ChainPosition] = field(default_factory=list)
+    steps: int = 0
+    doubts: int = 0  # doubtful steps in a row
+    end_called: bool = False  # the classifier called this direction's end class at some step
+    jump: np.ndarray | None = None  # where the next step is prompted instead of the predicted point
+    stop: str | None = None
+
+    @property
+    def previous(self) -> MaskCrop:
+        return self.found[-1].probability if self.found else self.start
+
+    @property
+    def spacing(self) -> float:
+        return chain_spacing(self.chain)
+
+    def window(self) -> np.ndarray:
+        return np.stack(self.chain[-3:])
+
+
+def walk_directions(
+    film: np.ndarray,
+    walkers: list[Walker],
+    claims: Detections,
+    trace: Trace,
+    config: LoopConfig,
+    segment_patch: dict,
+    classify_patch: dict,
+    classes: list[str],
+) -> Generator[Request, object, None]:
+    """Step `walkers` together until each has stopped; steps go to `trace.steps`, kept positions to
+    each walker's `found`. segment_patch / classify_patch: the components' patch settings."""
+    height, width = film.shape
+    while True:
+        for walker in walkers:
+            if walker.stop is None and walker.steps >= config.max_steps:
+                walker.stop = "max_steps"
+        active = [w for w in walkers if w.stop is None]
+        if not active:
+            return
+        steps = []
+        for walker, point in zip(active, (yield from _predict(active, width, height))):
+            step = Step(walker.direction, walker.steps, walker.window(), point, "kept")
+            if walker.jump is not None:
+                step.snapped, walker.jump = walker.jump, None
+            elif (
+                config.snap_radius > 0
+                and (snap := claims.nearest_unclaimed(point, config.snap_radius * walker.spacing)) is not None
+            ):
+                step.snapped = claims.centroids[snap].copy()
+            walker.steps += 1
+            trace.steps.append(step)
+            if inside(step.prompt, width, height, config.border_margin * walker.spacing):
+                step.side = patch_side(segment_patch, walker.spacing)
+                steps.append((walker, step))
+            else:
+                _stop(walker, step, "border")
+        if not steps:
+            continue
+        crops = yield Segment(film, np.stack([s.prompt for _, s in steps]), tuple(s.side for _, s in steps))
+        kept = []
+        for (walker, step), crop in zip(steps, crops):
+            step.refined = crop.weighted_centroid(config.mask_threshold)
+            if step.refined is None:
+                _stop(walker, step, "empty_mask")
+                continue
+            step.mask_score = mask_score(crop)
+            step.iou = mask_iou(crop, walker.previous, config.mask_threshold)
+            if step.iou > config.overlap_iou:
+                _stop(walker, step, "overlap")
+                continue
+            kept.append((walker, step, crop))
+        if not kept:
+            continue
+        centres = np.stack([s.refined for _, s, _ in kept])
+        answers = yield Classify(film, centres, tuple(patch_side(classify_patch, w.spacing) for w, _, _ in kept))
+        for (walker, step, crop), probabilities in zip(kept, answers):
+            _advance(walker, step, crop, np.asarray(probabilities, dtype=np.float64), claims, config, classes)
+
+
+def _advance(
+    walker: Walker,
+    step: Step,
+    crop: MaskCrop,
+    probabilities: np.ndarray,
+    claims: Detections,
+    config: LoopConfig,
+    classes: list[str],
+) -> None:
+    """Add the step to its direction's chain, then stop the direction after `patience` doubtful steps."""
+    step.probabilities = dict(zip(classes, probabilities.tolist()))
+    step.spine_class = classes[int(np.argmax(probabilities))]
+    step.support = claims.claim(crop)
+    walker.found.append(ChainPosition(crop, step.refined, walker.direction, probabilities, step.support, step))
+    walker.chain.append(step.refined)
+    end_call = step.spine_class == (TOP_END if walker.direction == UP else BOTTOM_END)
+    walker.end_called |= end_call
+    doubtful = (end_call or step.spine_class == BACKGROUND) and step.support == 0.0
+    walker.doubts = walker.doubts + 1 if doubtful else 0
+    if walker.doubts < config.patience or _walk_on(walker, claims, config.lookahead):
+        return
+    _stop(walker, step, "end" if walker.end_called else "background")
+
+
+def _walk_on(walker: Walker, claims: Detections, lookahead: float) -> bool:
+    """After `patience` doubts: whether a confident unclaimed detection keeps the direction going.
+    One ahead of the walking end: go on. One ahead of the last position before the doubts (the walk
+    strayed from the spine): drop the doubtful positions ("rewound") and go on from there to it."""
+    reach = lookahead * walker.spacing
+    if reach <= 0:
+        return False
+    if claims.nearest_ahead(walker.chain[-1], walker.chain[-1] - walker.chain[-2], reach) is not None:
+        return True
+    good = len(walker.chain) - 1 - walker.doubts
+    target = claims.nearest_ahead(walker.chain[good], walker.chain[good] - walker.chain[good - 1], reach)
+    if target is None:
+        return False
+    for item in walker.found[-walker.doubts :]:
+        item.step.outcome = "rewound"
+    del walker.found[-walker.doubts :], walker.chain[-walker.doubts :]
+    walker.doubts, walker.jump = 0, claims.centroids[target].copy()
+    return True
+
+
+def _predict(walkers: list[Walker], width: int, height: int) -> Generator[Request, object, np.ndarray]:
+    """Next centroid per walker: the predictor on three points, a constant-velocity step on two."""
+    points = np.zeros((len(walkers), 2))
+    full = [i for i, w in enumerate(walkers) if len(w.chain) >= 3]
+    if full:
+        windows = np.stack([walkers[i].window() for i in full])
+        points[full] = yield Predict(windows, (width, height))
+    for i, walker in enumerate(walkers):
+        if len(walker.chain) < 3:
+            points[i] = 2 * walker.chain[-1] - walker.chain[-2]
+    return points
+
+
+def _stop(walker: Walker, step: Step, reason: str) -> None:
+    walker.stop = step.outcome = reason
