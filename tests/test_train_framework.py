@@ -91,6 +91,7 @@ def test_train_all_writes_a_manifest_of_four_loadable_checkpoints(manifest):
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes(experiment, tmp_path):
+    from spinefm.training.base import build_optimizers
     from spinefm.training.run import stage_config
 
     cfg = compose_train(f"experiment={experiment}", f"paths.output_dir={tmp_path}")
@@ -102,6 +103,10 @@ def test_every_experiment_composes(experiment, tmp_path):
         assert instantiate(stage_cfg.callbacks.model_checkpoint).dirpath.startswith(
             str(tmp_path / stage_cfg.stage.name)
         )
+        module = stage_cfg.stage.module
+        built = build_optimizers([torch.zeros(1, requires_grad=True)], module.optimizer, module.get("scheduler"))
+        if module.get("scheduler"):
+            assert type(built["lr_scheduler"]["scheduler"]).__name__ == module.scheduler._target_.rsplit(".", 1)[1]
 
 
 def test_every_stage_follows_the_top_level_num_workers(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import lightning as L
 from hydra.utils import instantiate
 
@@ -40,17 +42,7 @@ class ComponentModule(L.LightningModule):
 
     def configure_optimizers(self):
         parameters = [p for p in self.parameters() if p.requires_grad]
-        # A null argument means the optimiser's own default, so a config can switch SGD -> Adam.
-        arguments = {k: v for k, v in self.hparams.optimizer.items() if v is not None}
-        optimizer = instantiate(arguments, params=parameters)
-        if not self.hparams.scheduler:
-            return optimizer
-        scheduler = dict(self.hparams.scheduler)
-        interval = scheduler.pop("interval", "epoch")
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": instantiate(scheduler, optimizer=optimizer), "interval": interval},
-        }
+        return build_optimizers(parameters, self.hparams.optimizer, self.hparams.scheduler)
 
     def checkpoint_metadata(self) -> dict:
         return {
@@ -65,3 +57,17 @@ class ComponentModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["spinefm"] = self.checkpoint_metadata()
+
+
+def build_optimizers(parameters, optimizer: Mapping, scheduler: Mapping | None = None):
+    """The optimiser (and scheduler, in Lightning's form) from Hydra-style dicts. A null argument
+    means the class's own default, so a config can switch SGD -> Adam or StepLR -> cosine."""
+    built = instantiate({k: v for k, v in optimizer.items() if v is not None}, params=parameters)
+    if not scheduler:
+        return built
+    scheduler = {k: v for k, v in scheduler.items() if v is not None}
+    interval = scheduler.pop("interval", "epoch")
+    return {
+        "optimizer": built,
+        "lr_scheduler": {"scheduler": instantiate(scheduler, optimizer=built), "interval": interval},
+    }
