@@ -231,7 +231,7 @@ def test_real_cobb_from_corners_reproduces_angles_csv():
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_ROOT.is_dir(), reason="shared AASCE data not present")
 def test_real_cobb_from_rasterised_masks_is_close():
-    # every other film (241), for time: on all 481 SMAPE was 1.213
-    pred, gt = real_cobb(itertools.islice(AasceReader(REAL_ROOT, split="all"), 0, None, 2), from_masks=True)
-    assert smape(pred, gt) < 1.45  # measured 1.282
-    assert np.abs(pred - gt).mean(axis=0) == pytest.approx([0, 0, 0], abs=1.0)  # measured 0.92, 0.34, 0.47
+    # every third film (161), for time: on all 481 SMAPE was 1.213, on every other film 1.282
+    pred, gt = real_cobb(itertools.islice(AasceReader(REAL_ROOT, split="all"), 0, None, 3), from_masks=True)
+    assert smape(pred, gt) < 1.45  # measured 1.155
+    assert np.abs(pred - gt).mean(axis=0) == pytest.approx([0, 0, 0], abs=1.0)  # measured 0.90, 0.36, 0.56
