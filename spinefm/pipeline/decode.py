@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spinefm.data.levels import LEVELS, level_index, normalize_level
+from spinefm.settings import check_fractions
 
 # Evidence rows: for each kind of position, the weight of each classifier class in its evidence.
 DEFAULT_EVIDENCE = {
@@ -79,17 +80,19 @@ class DecodeConfig:
 
     def __post_init__(self):
         self.evidence = {**DEFAULT_EVIDENCE, **{k: dict(v) for k, v in dict(self.evidence).items()}}
-        for name in (
-            "min_evidence",
-            "junk_probability",
-            "edge_probability",
-            "detector_miss",
-            "detector_floor",
-            "l6_rate",
-            "skip_probability",
-        ):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"decode.{name} must lie in [0, 1], not {getattr(self, name)}")
+        check_fractions(
+            self,
+            (
+                "min_evidence",
+                "junk_probability",
+                "edge_probability",
+                "detector_miss",
+                "detector_floor",
+                "l6_rate",
+                "skip_probability",
+            ),
+            prefix="decode.",
+        )
         if (
             not 0.0 < self.junk_probability < 1.0
             or min(self.min_evidence, self.edge_probability) <= 0.0

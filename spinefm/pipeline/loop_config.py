@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from spinefm.pipeline.decode import DecodeConfig
 from spinefm.pipeline.labels import LabelConfig
+from spinefm.settings import check_fractions
 
 
 @dataclass
@@ -68,14 +69,15 @@ class LoopConfig:
             raise ValueError(f"repair_centred must not be negative, not {self.repair_centred}")
         if self.num_seeds < 1 or self.max_steps < 0 or self.patience < 1:
             raise ValueError("num_seeds and patience must be at least 1 and max_steps at least 0")
-        for name in (
-            "mask_threshold",
-            "overlap_iou",
-            "final_threshold",
-            "duplicate_iou",
-            "crop_floor",
-            "snap_score",
-            "repair_overlap",
-        ):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], not {getattr(self, name)}")
+        check_fractions(
+            self,
+            (
+                "mask_threshold",
+                "overlap_iou",
+                "final_threshold",
+                "duplicate_iou",
+                "crop_floor",
+                "snap_score",
+                "repair_overlap",
+            ),
+        )

@@ -11,7 +11,7 @@ cap) or after `patience` doubtful steps in a row, unless a confident unclaimed d
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,8 +57,8 @@ def walk_directions(
     claims: Detections,
     trace: Trace,
     config: LoopConfig,
-    segment_patch: dict,
-    classify_patch: dict,
+    segment_patch: Mapping,
+    classify_patch: Mapping,
     classes: list[str],
 ) -> Generator[Request, object, None]:
     """Step `walkers` together until each has stopped; steps go to `trace.steps`, kept positions to

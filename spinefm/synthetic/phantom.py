@@ -8,6 +8,7 @@ import numpy as np
 
 from spinefm.data.levels import is_level
 from spinefm.data.record import VIEWS, ImageRecord, Vertebra
+from spinefm.settings import check_fractions
 from spinefm.synthetic.anatomy import spine_shapes
 from spinefm.synthetic.context import context_shapes
 from spinefm.synthetic.framing import frame_spine
@@ -72,9 +73,7 @@ class PhantomConfig:
         unknown = [v for v in self.views if v not in VIEW_SPECS]
         if unknown or not self.views:
             raise ValueError(f"unknown or no views {unknown!r}; expected some of {VIEWS}")
-        for name in ("t1_probability", "implant_probability", "cutoff_probability", "min_visible_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1]")
+        check_fractions(self, ("t1_probability", "implant_probability", "cutoff_probability", "min_visible_fraction"))
         if self.image_size < 128:
             raise ValueError("image_size must be at least 128 pixels")
 
