@@ -2,8 +2,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 
 from aasce_files import write_aasce
+from spinefm.data.problems import DataError
 from spinefm.data.readers.aasce import AasceReader
 
 REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "aasce_train"
@@ -68,12 +70,31 @@ def test_missing_image_and_bad_mat_are_named(tmp_path):
     assert kinds == {"gone AP": "missing_image", "bad AP": "unreadable_annotation"}
 
 
+def test_corners_of_different_vertebrae_skip_the_film(tmp_path):
+    truth = write_aasce(tmp_path, ["ok AP", "scrambled AP"])
+    corners = truth["scrambled AP"]["corners"].copy()
+    corners[[4 * 3, 4 * 15]] = corners[[4 * 15, 4 * 3]]  # T4's top-left corner swapped with L4's
+    scipy.io.savemat(tmp_path / "boostnet_labeldata" / "labels" / "training" / "scrambled AP.jpg.mat", {"p2": corners})
+    reader = AasceReader(tmp_path, split="all", annotation_source="mat")
+    assert len(reader[reader.ids.index("ok AP")].vertebrae) == 17
+    with pytest.raises(DataError) as error:
+        reader[reader.ids.index("scrambled AP")]
+    assert error.value.problem.kind == "scrambled_corners" and error.value.problem.image_id == "scrambled AP"
+    assert "of 17 spans" in str(error.value) and "scrambled AP" in str(error.value)
+    assert len(AasceReader(tmp_path, split="all", annotation_source="mat", max_height_ratio=100)[1].vertebrae) == 17
+
+
 @pytest.mark.skipif(not REAL_ROOT.is_dir(), reason="shared AASCE data not present")
 def test_real_aasce_training_split():
     reader = AasceReader(REAL_ROOT, split="all")
     assert len(reader) == 481
-    outside = []
-    for record in reader:
+    outside, failed = [], {}
+    for index, image_id in enumerate(reader.ids):
+        try:
+            record = reader[index]
+        except DataError as error:
+            failed[image_id] = error.problem.kind
+            continue
         assert len(record.vertebrae) == 17 and record.levels[0] == "T1" and record.levels[-1] == "L5"
         height, width = record.load_image().shape
         for v in record.vertebrae:
@@ -82,5 +103,7 @@ def test_real_aasce_training_split():
                 outside.append((record.id, v.level))
     # one known annotation slip in the public data: the last vertebra of case 49 A runs off the film
     assert outside == [("sunhl-1th-25-Jul-2016-49 A AP", "L5")]
+    # and one film whose corner groups mix vertebrae (one "vertebra" spans the whole spine)
+    assert failed == {"sunhl-1th-06-Jan-2017-182 A AP": "scrambled_corners"}
     sizes = {split: len(AasceReader(REAL_ROOT, split=split)) for split in ("train", "val", "test")}
     assert sum(sizes.values()) == 481 and min(sizes.values()) > 30

@@ -10,6 +10,7 @@ PROBLEM_KINDS = (
     "unreadable_image",
     "missing_annotation",
     "unreadable_annotation",
+    "scrambled_corners",
     "unknown_level",
     "empty_outline",
     "degenerate_outline",

@@ -36,6 +36,7 @@ class AasceReader(Reader):
         annotation_source: str = "auto",
         group_pattern: str | None = r"-(\d+) [A-Z]+ AP",
         order_by_position: bool = True,
+        max_height_ratio: float = 4.0,
         **kwargs,
     ):
         if annotation_source not in ("auto", "mat", "csv"):
@@ -45,6 +46,7 @@ class AasceReader(Reader):
         self.levels = level_range(first_level, last_level)
         self.annotation_source = annotation_source
         self.order_by_position = order_by_position
+        self.max_height_ratio = max_height_ratio
         self.group_pattern = re.compile(group_pattern) if group_pattern else None
         super().__init__(root, split, **kwargs)
 
@@ -86,6 +88,17 @@ class AasceReader(Reader):
         corners = points.reshape(count, 4, 2)
         if self.order_by_position:  # some files list the top vertebra last
             corners = corners[np.argsort(corners[:, :, 1].mean(axis=1), kind="stable")]
+        heights = np.ptp(corners[:, :, 1], axis=1)
+        tallest = int(np.argmax(heights))
+        if heights[tallest] > self.max_height_ratio * np.median(heights):
+            # Corners that belong to different vertebrae: levels are assigned by position, so none can be trusted.
+            raise self._fail(
+                "scrambled_corners",
+                entry,
+                f"vertebra {tallest + 1} of {count} spans {heights[tallest] / np.median(heights):.1f}x the median"
+                f" vertebra height (limit {self.max_height_ratio}): its corners come from different vertebrae",
+                mat_path,
+            )
         levels = self.levels if count == len(self.levels) else [offset_level(self.first_level, k) for k in range(count)]
         vertebrae = [
             Vertebra(level, polygon=corners[k][list(CORNER_ORDER)])
