@@ -201,7 +201,7 @@ def test_smape_by_hand():
         smape([[1, 2, 3]], [[1, 2]])
 
 
-ALL_FILMS = {"max_height_ratio": float("inf")}  # keep the film with scrambled corners: angles.csv has it
+ALL_FILMS = {"max_height_ratio": float("inf")}  # keep scrambled corner groups: angles.csv was computed with them
 
 
 def real_cobb(reader, from_masks=False):
@@ -220,7 +220,7 @@ def real_cobb(reader, from_masks=False):
 def test_real_cobb_from_corners_reproduces_angles_csv():
     # angles.csv was computed from the corners in their stored order; read that way, every film
     # but one matches (its L5 corners are scrambled: the challenge's vector arithmetic gives 156 deg;
-    # the reader skips that film unless told otherwise, as ALL_FILMS does)
+    # the reader drops that group unless told otherwise, as ALL_FILMS does)
     pred, gt = real_cobb(AasceReader(REAL_ROOT, split="all", order_by_position=False, **ALL_FILMS))
     assert len(gt) == 481
     assert (np.abs(pred - gt).max(axis=1) < 0.01).sum() >= 480

@@ -5,7 +5,6 @@ import pytest
 import scipy.io
 
 from aasce_files import write_aasce
-from spinefm.data.problems import DataError
 from spinefm.data.readers.aasce import AasceReader
 
 REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "aasce_train"
@@ -70,30 +69,30 @@ def test_missing_image_and_bad_mat_are_named(tmp_path):
     assert kinds == {"gone AP": "missing_image", "bad AP": "unreadable_annotation"}
 
 
-def test_corners_of_different_vertebrae_skip_the_film(tmp_path):
-    truth = write_aasce(tmp_path, ["ok AP", "scrambled AP"])
+def test_corner_group_of_different_vertebrae_is_dropped(tmp_path):
+    truth = write_aasce(tmp_path, ["scrambled AP"])
     corners = truth["scrambled AP"]["corners"].copy()
-    corners[[4 * 3, 4 * 15]] = corners[[4 * 15, 4 * 3]]  # T4's top-left corner swapped with L4's
+    corners[[4 * 16 + 2, 4 * 16 + 3]] = [[40, 5], [80, 6]]  # L5's bottom corners moved to the top of the film
     scipy.io.savemat(tmp_path / "boostnet_labeldata" / "labels" / "training" / "scrambled AP.jpg.mat", {"p2": corners})
-    reader = AasceReader(tmp_path, split="all", annotation_source="mat")
-    assert len(reader[reader.ids.index("ok AP")].vertebrae) == 17
-    with pytest.raises(DataError) as error:
-        reader[reader.ids.index("scrambled AP")]
-    assert error.value.problem.kind == "scrambled_corners" and error.value.problem.image_id == "scrambled AP"
-    assert "of 17 spans" in str(error.value) and "scrambled AP" in str(error.value)
-    assert len(AasceReader(tmp_path, split="all", annotation_source="mat", max_height_ratio=100)[1].vertebrae) == 17
+    record = AasceReader(tmp_path, split="all", annotation_source="mat")[0]
+    # sorted by position the scrambled group would sit mid-spine and shift every level below it
+    assert record.levels == [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 5)]
+    np.testing.assert_allclose(record.vertebrae[-1].polygon, corners[4 * 15 : 4 * 16][[0, 1, 3, 2]])
+    assert [(p.kind, p.image_id) for p in record.problems] == [("scrambled_corners", "scrambled AP")]
+    assert "corner group 17 of 17" in record.problems[0].message
+    kept = AasceReader(tmp_path, split="all", annotation_source="mat", max_height_ratio=float("inf"))[0]
+    tallest = max(range(17), key=lambda k: np.ptp(kept.vertebrae[k].polygon[:, 1]))
+    assert len(kept.vertebrae) == 17 and 0 < tallest < 16  # kept, the stretched group sorts into the middle
 
 
 @pytest.mark.skipif(not REAL_ROOT.is_dir(), reason="shared AASCE data not present")
 def test_real_aasce_training_split():
     reader = AasceReader(REAL_ROOT, split="all")
     assert len(reader) == 481
-    outside, failed = [], {}
-    for index, image_id in enumerate(reader.ids):
-        try:
-            record = reader[index]
-        except DataError as error:
-            failed[image_id] = error.problem.kind
+    outside, scrambled = [], {}
+    for record in reader:
+        if any(p.kind == "scrambled_corners" for p in record.problems):
+            scrambled[record.id] = record.levels
             continue
         assert len(record.vertebrae) == 17 and record.levels[0] == "T1" and record.levels[-1] == "L5"
         height, width = record.load_image().shape
@@ -103,7 +102,7 @@ def test_real_aasce_training_split():
                 outside.append((record.id, v.level))
     # one known annotation slip in the public data: the last vertebra of case 49 A runs off the film
     assert outside == [("sunhl-1th-25-Jul-2016-49 A AP", "L5")]
-    # and one film whose corner groups mix vertebrae (one "vertebra" spans the whole spine)
-    assert failed == {"sunhl-1th-06-Jan-2017-182 A AP": "scrambled_corners"}
+    # and one film whose last corner group joins L5's top corners to two points at the film's top
+    assert scrambled == {"sunhl-1th-06-Jan-2017-182 A AP": [f"T{i}" for i in range(1, 13)] + ["L1", "L2", "L3", "L4"]}
     sizes = {split: len(AasceReader(REAL_ROOT, split=split)) for split in ("train", "val", "test")}
     assert sum(sizes.values()) == 481 and min(sizes.values()) > 30

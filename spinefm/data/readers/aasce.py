@@ -19,6 +19,7 @@ import scipy.io
 from PIL import Image
 
 from spinefm.data.levels import level_range, offset_level
+from spinefm.data.problems import Problem
 from spinefm.data.readers.base import Entry, Reader
 from spinefm.data.record import ImageRecord, Vertebra
 
@@ -84,21 +85,11 @@ class AasceReader(Reader):
             raise self._fail(
                 "unreadable_annotation", entry, f"{points.shape[0]} points is not 4 per vertebra", mat_path
             )
-        count = points.shape[0] // 4
-        corners = points.reshape(count, 4, 2)
+        corners = points.reshape(-1, 4, 2)
+        corners, problems = self._drop_scrambled(entry, corners, mat_path)
         if self.order_by_position:  # some files list the top vertebra last
             corners = corners[np.argsort(corners[:, :, 1].mean(axis=1), kind="stable")]
-        heights = np.ptp(corners[:, :, 1], axis=1)
-        tallest = int(np.argmax(heights))
-        if heights[tallest] > self.max_height_ratio * np.median(heights):
-            # Corners that belong to different vertebrae: levels are assigned by position, so none can be trusted.
-            raise self._fail(
-                "scrambled_corners",
-                entry,
-                f"vertebra {tallest + 1} of {count} spans {heights[tallest] / np.median(heights):.1f}x the median"
-                f" vertebra height (limit {self.max_height_ratio}): its corners come from different vertebrae",
-                mat_path,
-            )
+        count = len(corners)
         levels = self.levels if count == len(self.levels) else [offset_level(self.first_level, k) for k in range(count)]
         vertebrae = [
             Vertebra(level, polygon=corners[k][list(CORNER_ORDER)])
@@ -108,7 +99,27 @@ class AasceReader(Reader):
         meta = {"source": "aasce"}
         if "angles" in entry.extra:
             meta["cobb_angles"] = entry.extra["angles"]
-        return ImageRecord(entry.id, vertebrae, image_path=image_path, view="ap_thoracolumbar", meta=meta)
+        return ImageRecord(
+            entry.id, vertebrae, image_path=image_path, view="ap_thoracolumbar", meta=meta, problems=problems
+        )
+
+    def _drop_scrambled(self, entry: Entry, corners: np.ndarray, path: Path) -> tuple[np.ndarray, list[Problem]]:
+        """Drop corner groups taller than `max_height_ratio` x the median: their corners come from
+        different vertebrae, and sorted by position they would land mid-spine and shift the levels
+        below them. The others keep counting from the first level."""
+        heights = np.ptp(corners[:, :, 1], axis=1)
+        scrambled = heights > self.max_height_ratio * np.median(heights)
+        problems = [
+            self._problem(
+                "scrambled_corners",
+                entry,
+                f"corner group {k + 1} of {len(corners)} spans {heights[k] / np.median(heights):.1f}x the median"
+                f" vertebra height (limit {self.max_height_ratio}); dropped",
+                path,
+            )
+            for k in np.flatnonzero(scrambled)
+        ]
+        return corners[~scrambled], problems
 
     def _corner_points(self, entry: Entry, image_path: Path, mat_path: Path) -> np.ndarray:
         use_mat = self.annotation_source == "mat" or (self.annotation_source == "auto" and mat_path.is_file())
