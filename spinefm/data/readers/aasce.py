@@ -107,6 +107,8 @@ class AasceReader(Reader):
         """Drop corner groups taller than `max_height_ratio` x the median: their corners come from
         different vertebrae, and sorted by position they would land mid-spine and shift the levels
         below them. The others keep counting from the first level."""
+        if not len(corners):
+            return corners, []
         heights = np.ptp(corners[:, :, 1], axis=1)
         scrambled = heights > self.max_height_ratio * np.median(heights)
         problems = [
