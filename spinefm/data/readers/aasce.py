@@ -110,12 +110,13 @@ class AasceReader(Reader):
         if not len(corners):
             return corners, []
         heights = np.ptp(corners[:, :, 1], axis=1)
-        scrambled = heights > self.max_height_ratio * np.median(heights)
+        median = np.median(heights)
+        scrambled = heights > self.max_height_ratio * median
         problems = [
             self._problem(
                 "scrambled_corners",
                 entry,
-                f"corner group {k + 1} of {len(corners)} spans {heights[k] / np.median(heights):.1f}x the median"
+                f"corner group {k + 1} of {len(corners)} spans {heights[k] / median:.1f}x the median"
                 f" vertebra height (limit {self.max_height_ratio}); dropped",
                 path,
             )
