@@ -12,10 +12,11 @@ import torch
 
 from spinefm.data.levels import LEVELS
 from spinefm.io_utils import atomic_write_json
-from spinefm.pipeline import STOP_REASONS
+from spinefm.pipeline import STOP_REASONS, reclassify
 from spinefm.pipeline.components import load_loop
 from spinefm.pipeline.films import FilmSettings
 from spinefm.pipeline.inputs import find_inputs
+from spinefm.pipeline.manifest import checkpoint_paths
 from spinefm.pipeline.outputs import instances_json, label_map, overlay, polygons, read_prediction
 from spinefm.pipeline.predict import predict_films
 from spinefm.pipeline.roles import ROLES
@@ -127,6 +128,29 @@ def test_a_folder_with_bad_films_then_a_resumed_run(manifest, films, tmp_path):
     assert sorted(again["skipped"]) == sorted(GOOD) and again["processed"] == []
     assert {f["id"] for f in again["failed"]} == set(BAD)
     assert snapshot(output) == before
+    assert_reclassified_alike(manifest, output, tmp_path / "reclassified")
+
+
+def assert_reclassified_alike(manifest, output, again):
+    """The run's own classifier at the recorded positions and sides, on each film read again (the
+    inverted one inverted as recorded), gives the run's probabilities and instances."""
+    spine_end = str(checkpoint_paths(manifest, "best")["spine_end"])
+    reclassify.main([str(output), str(again), spine_end, "duplicate_iou=1"])  # as WALKING
+    for image_id in GOOD:
+        before, after = (json.loads((folder / f"{image_id}.json").read_text()) for folder in (output, again))
+        sides = before["trace"]["chain_sides"]
+        assert len(sides) == len(before["trace"]["chain_probabilities"])
+        assert all(side is None or side > 0 for side in sides)
+        probabilities = [
+            np.array(t["trace"]["chain_probabilities"], dtype=float) for t in (before, after)
+        ]  # None (not classified) reads as NaN
+        np.testing.assert_allclose(*probabilities, atol=1e-5)
+        assert (
+            after["instances"] == before["instances"]
+            and after["trace"]["chain_levels"] == before["trace"]["chain_levels"]
+        )
+    with pytest.raises(SystemExit):
+        reclassify.main([str(output), str(again), str(checkpoint_paths(manifest, "best")["medsa"])])
 
 
 def test_a_list_file_and_a_single_film(manifest, films, tmp_path):

@@ -177,7 +177,7 @@ class InductiveLoop:
             centres = np.stack(trace.seed_centroids)
             side = self._side(self.classifier, chain_spacing(list(centres)) if len(centres) > 1 else spacing)
             for seed, probabilities in zip(seeds, (yield Classify(film, centres, (side,) * len(seeds)))):
-                seed.probabilities = np.asarray(probabilities, dtype=np.float64)
+                seed.probabilities, seed.side = np.asarray(probabilities, dtype=np.float64), side
         return seeds
 
     @staticmethod
@@ -197,6 +197,7 @@ class InductiveLoop:
         )
         trace.chain_support = np.array([f.support for f in found])
         trace.chain_centroids = np.stack([f.centroid for f in found])
+        trace.chain_sides = [f.side for f in found]
         trace.chain_view = config.labels.chain_view(view, config.decode.l6_rate)
         trace.class_prior = self.classifier.class_prior
         decoded = decode_chain(

@@ -51,6 +51,11 @@ def is_done(output_dir, image_id: str) -> bool:
     return output_paths(output_dir, image_id)["instances"].is_file()
 
 
+def instance_files(output_dir) -> list[Path]:
+    """Every film's instances JSON under an output folder (ids with folders included), sorted."""
+    return sorted(p for p in Path(output_dir).rglob(f"*{SUFFIXES['instances']}") if p.name != "summary.json")
+
+
 def label_value(level: str) -> int:
     return level_index(level) + 1
 

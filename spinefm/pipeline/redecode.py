@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.decode import ChainView, DecodeConfig, decode_chain
-from spinefm.pipeline.outputs import instance_entry, read_chain
+from spinefm.pipeline.outputs import instance_entry, instance_files, read_chain
 from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.types import Trace
 
@@ -66,9 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = OmegaConf.to_container(OmegaConf.from_dotlist(args.settings))
     duplicate_iou = settings.pop("duplicate_iou", 0.5)
     config = DecodeConfig(**settings)
-    files = sorted(p for p in args.predictions.glob("*.json") if p.name != "summary.json")
+    files = instance_files(args.predictions)
     for path in files:
-        atomic_write_json(args.out / path.name, redecode(json.loads(path.read_text()), config, duplicate_iou))
+        payload = json.loads(path.read_text())
+        atomic_write_json(args.out / path.relative_to(args.predictions), redecode(payload, config, duplicate_iou))
     print(f"{len(files)} films re-decoded into {args.out}")
 
 

@@ -73,7 +73,7 @@ def repair_chain(
         return found
     sides = (patch_side(classify_patch, spacing),) * len(new)
     for item, probabilities in zip(new, (yield Classify(film, np.stack([f.centroid for f in new]), sides))):
-        item.probabilities = np.asarray(probabilities, dtype=np.float64)
+        item.probabilities, item.side = np.asarray(probabilities, dtype=np.float64), sides[0]
     return [chain[i] for i in order_along_spine(np.stack([f.centroid for f in chain]))]
 
 

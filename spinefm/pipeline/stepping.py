@@ -106,9 +106,10 @@ def walk_directions(
         if not kept:
             continue
         centres = np.stack([s.refined for _, s, _ in kept])
-        answers = yield Classify(film, centres, tuple(patch_side(classify_patch, w.spacing) for w, _, _ in kept))
-        for (walker, step, crop), probabilities in zip(kept, answers):
-            _advance(walker, step, crop, np.asarray(probabilities, dtype=np.float64), claims, config, classes)
+        sides = tuple(patch_side(classify_patch, w.spacing) for w, _, _ in kept)
+        answers = yield Classify(film, centres, sides)
+        for (walker, step, crop), probabilities, side in zip(kept, answers, sides):
+            _advance(walker, step, crop, np.asarray(probabilities, dtype=np.float64), side, claims, config, classes)
 
 
 def _advance(
@@ -116,6 +117,7 @@ def _advance(
     step: Step,
     crop: MaskCrop,
     probabilities: np.ndarray,
+    side: int,
     claims: Detections,
     config: LoopConfig,
     classes: list[str],
@@ -124,7 +126,7 @@ def _advance(
     step.probabilities = dict(zip(classes, probabilities.tolist()))
     step.spine_class = classes[int(np.argmax(probabilities))]
     step.support = claims.claim(crop)
-    walker.found.append(ChainPosition(crop, step.refined, walker.direction, probabilities, step.support, step))
+    walker.found.append(ChainPosition(crop, step.refined, walker.direction, probabilities, step.support, step, side))
     walker.chain.append(step.refined)
     end_call = step.spine_class == (TOP_END if walker.direction == UP else BOTTOM_END)
     walker.end_called |= end_call

@@ -116,6 +116,7 @@ class ChainPosition:
     probabilities: np.ndarray | None  # the end classifier's, in its class order (None: not asked)
     support: float = 0.0  # best confident detection score under the mask (0: none)
     step: Step | None = None  # the walk's step that found it (None: a seed or a repair)
+    side: int | None = None  # the classifier patch's side in pixels (None: not asked)
 
 
 @dataclass
@@ -155,10 +156,11 @@ class Trace:
     empty, the end classifier's `classes`, every step (both directions interleaved,
     as they ran), and why each direction stopped. The chain (up steps reversed, seeds, down steps,
     each segmented and classified) is the decoder's input (`chain_probabilities`, `chain_support`,
-    `chain_view`, `class_prior`, `chain_centroids`) and decodes to `chain_levels` (None: junk or off the spine) and
-    `chain_kept` (a vertebra of the labelled range). dropped counts chain positions removed:
-    "decoded_out" (not kept by the decoder), "empty" (nothing left after post-processing),
-    "duplicate" (overlapping a better one). unclaimed: confident detections under no final mask.
+    `chain_view`, `class_prior`, `chain_centroids`) and decodes to `chain_levels` (None: junk or off the
+    spine) and `chain_kept` (a vertebra of the labelled range); `chain_sides` are the classifier's patch
+    sides at each position (None: not classified), to classify the chain again offline. dropped
+    counts chain positions removed: "decoded_out" (not kept by the decoder), "empty" (nothing left
+    after post-processing), "duplicate" (overlapping a better one). unclaimed: confident detections under no final mask.
     repairs: chain positions "replaced" and "inserted" from detections, and re-prompts "rejected"."""
 
     status: str = "ok"
@@ -173,6 +175,7 @@ class Trace:
     chain_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     chain_support: np.ndarray = field(default_factory=lambda: np.zeros(0))
     chain_centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    chain_sides: list[int | None] = field(default_factory=list)
     chain_view: ChainView | None = None
     class_prior: list[float] | None = None
     chain_levels: list[str | None] = field(default_factory=list)
