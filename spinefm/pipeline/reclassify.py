@@ -40,6 +40,8 @@ PIPELINE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pipeline" /
 def recorded_film(payload: dict) -> np.ndarray:
     """The film a JSON's chain was walked on: its file read again, inverted as the run recorded."""
     image = payload["image"]
+    if not image.get("file"):
+        raise ValueError(f"{image.get('id')}: the JSON names no film file to classify again")
     loaded = read_image(Path(image["file"]), image.get("id"))
     pixels = invert(loaded.pixels) if bool(image.get("inverted")) != loaded.inverted else loaded.pixels
     return InductiveLoop.film(pixels, image.get("id"))
