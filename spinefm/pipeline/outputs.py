@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -54,6 +55,15 @@ def is_done(output_dir, image_id: str) -> bool:
 def instance_files(output_dir) -> list[Path]:
     """Every film's instances JSON under an output folder (ids with folders included), sorted."""
     return sorted(p for p in Path(output_dir).rglob(f"*{SUFFIXES['instances']}") if p.name != "summary.json")
+
+
+def rewrite_instance_files(output_dir, out, change: Callable[[dict], dict]) -> int:
+    """Write `change` of every instances JSON under `output_dir` (as read) to the same relative path
+    under `out`; the number of films."""
+    files = instance_files(output_dir)
+    for path in files:
+        atomic_write_json(Path(out) / path.relative_to(output_dir), change(json.loads(path.read_text())))
+    return len(files)
 
 
 def label_value(level: str) -> int:

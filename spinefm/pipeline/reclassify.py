@@ -17,7 +17,6 @@ output is its result.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +24,10 @@ from omegaconf import OmegaConf
 
 from spinefm.checkpoints import load_component
 from spinefm.data.image_io import invert, read_image
-from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline import adapters  # noqa: F401  (registers the built-in adapters)
 from spinefm.pipeline.decode import DecodeConfig
 from spinefm.pipeline.loop import InductiveLoop
-from spinefm.pipeline.outputs import instance_files
+from spinefm.pipeline.outputs import rewrite_instance_files
 from spinefm.pipeline.redecode import redecode
 from spinefm.pipeline.roles import adapter_class
 from spinefm.pipeline.types import Patches
@@ -90,12 +88,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.checkpoint} is a {info['component']} checkpoint ({info['role']}), not a spine-end classifier"
         )
     classifier = adapter_class(info["adapter"]).from_loaded(model, info, "cpu", **settings)
-    files = instance_files(args.predictions)
-    for path in files:
-        payload = json.loads(path.read_text())
-        again = reclassify(payload, classifier, recorded_film(payload))
-        atomic_write_json(args.out / path.relative_to(args.predictions), redecode(again, decode, duplicate_iou))
-    print(f"{len(files)} films re-classified and re-decoded into {args.out}")
+    count = rewrite_instance_files(
+        args.predictions,
+        args.out,
+        lambda payload: redecode(reclassify(payload, classifier, recorded_film(payload)), decode, duplicate_iou),
+    )
+    print(f"{count} films re-classified and re-decoded into {args.out}")
 
 
 if __name__ == "__main__":

@@ -12,15 +12,13 @@ re-decoded (`decode.DecodeConfig` settings as key=value; the duplicate IoU as du
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.decode import ChainView, DecodeConfig, decode_chain
-from spinefm.pipeline.outputs import instance_entry, instance_files, read_chain
+from spinefm.pipeline.outputs import instance_entry, read_chain, rewrite_instance_files
 from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.types import Trace
 
@@ -66,11 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = OmegaConf.to_container(OmegaConf.from_dotlist(args.settings))
     duplicate_iou = settings.pop("duplicate_iou", 0.5)
     config = DecodeConfig(**settings)
-    files = instance_files(args.predictions)
-    for path in files:
-        payload = json.loads(path.read_text())
-        atomic_write_json(args.out / path.relative_to(args.predictions), redecode(payload, config, duplicate_iou))
-    print(f"{len(files)} films re-decoded into {args.out}")
+    count = rewrite_instance_files(args.predictions, args.out, lambda payload: redecode(payload, config, duplicate_iou))
+    print(f"{count} films re-decoded into {args.out}")
 
 
 if __name__ == "__main__":

@@ -71,9 +71,10 @@ def repair_chain(
     new = [f for f in chain if f.probabilities is None and f.source == REPAIR]
     if not new:
         return found
-    sides = (patch_side(classify_patch, spacing),) * len(new)
+    side = patch_side(classify_patch, spacing)
+    sides = (side,) * len(new)
     for item, probabilities in zip(new, (yield Classify(film, np.stack([f.centroid for f in new]), sides))):
-        item.probabilities, item.side = np.asarray(probabilities, dtype=np.float64), sides[0]
+        item.probabilities, item.side = np.asarray(probabilities, dtype=np.float64), side
     return [chain[i] for i in order_along_spine(np.stack([f.centroid for f in chain]))]
 
 
