@@ -184,6 +184,18 @@ def test_a_step_over_one_vertebra_skips_one_level_and_no_more():
     assert rigid.levels != decoded.levels
 
 
+def test_a_wide_gap_past_the_end_buys_no_skip():
+    """A clean T1..L5 chain, then one more position 2.5 spacings below L5 (the walk overshot). The
+    wide gap makes a level right after L5 unlikely; it must not reward a step over a vertebra there
+    (L4 -> L6, out of the range), which would shift every level up by one."""
+    for beyond in ([BACKGROUND], [VERTEBRA], [BACKGROUND, BACKGROUND]):
+        calls = ap_calls() + beyond
+        centroids = evenly_spaced(len(calls))
+        centroids[17:] += [0.0, 45.0]
+        decoded = decode_chain(chain(calls), CLASSES, np.full(len(calls), 0.9), AP, DecodeConfig(), None, centroids)
+        assert decoded.levels[:17] == level_range("T1", "L5") and decoded.kept == [True] * 17 + [False] * len(beyond)
+
+
 def test_an_even_chain_never_skips_and_an_unknown_gap_needs_the_evidence():
     """Evenly spaced, a clean chain decodes as before. Without centroids a skip has its prior alone,
     which does not outweigh counting from the anchor: the chain with T8 missing reads T1..L4."""

@@ -19,7 +19,9 @@ film): two catch-all states. The Viterbi path maximises the joint likelihood of:
 - the chain's geometry: a vertebra may follow the previous one two levels down (the walk stepped
   over a vertebra) at `skip_probability`, more likely where the gap between the two positions is
   about twice the chain's local spacing (`gap_ratios`; log-normal gap likelihoods), so that one
-  step over a vertebra does not shift every label below it.
+  step over a vertebra does not shift every label below it. The gap only decides between one level
+  and two: the better of them costs its prior alone, so a wide gap (a walk overshooting past an
+  end) makes the next level unlikely rather than paying a path to step over a vertebra there.
 
 Each position's evidence is floored (`min_evidence`), so no single call can veto a path: one wrong
 call costs at most log(1 / min_evidence), and a whole chain outvotes it. Pure numpy; no model here.
@@ -283,9 +285,12 @@ def _transitions(successor: np.ndarray, ratios: np.ndarray, config: DecodeConfig
     )
 
     def combined(skip_term: float) -> np.ndarray:
+        # the better of one level and two costs nothing beyond its prior (a ratio alone would reward
+        # a skip at any wide gap, where a path could collect it by shifting its levels)
+        excess = max(0.0, skip_term + two - one)
         scores = successor.copy()
-        scores[levels, levels] += one
-        return np.maximum(scores, skip + two + skip_term)
+        scores[levels, levels] += one - excess
+        return np.maximum(scores, skip + two + skip_term - excess)
 
     after_real = np.stack([combined(term) for term in likelihood_ratio])
     return after_real, combined(0.0)
