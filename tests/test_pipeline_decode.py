@@ -196,6 +196,24 @@ def test_a_wide_gap_past_the_end_buys_no_skip():
         assert decoded.levels[:17] == level_range("T1", "L5") and decoded.kept == [True] * 17 + [False] * len(beyond)
 
 
+def test_a_second_position_on_one_vertebra_shifts_no_label():
+    """The walk segmented T8 twice, the second position 0.3 spacings below the first, both called
+    vertebra, with or without a detection there: one of the two is T8, the other dropped, and every
+    other level stays. (The unbounded gap ratio paid a skip at such a short gap too.)"""
+    calls = ap_calls()
+    calls.insert(8, VERTEBRA)
+    centroids = evenly_spaced(17)
+    centroids = np.insert(centroids, 8, centroids[7] + [0.0, 9.0], axis=0)
+    on = [*level_range("T1", "T8"), "T8", *level_range("T9", "L5")]  # the vertebra under each position
+    for support_there in (0.0, 0.9):
+        support = np.full(18, 0.9)
+        support[8] = support_there
+        decoded = decode_chain(chain(calls), CLASSES, support, AP, DecodeConfig(), None, centroids)
+        kept = [i for i, k in enumerate(decoded.kept) if k]
+        assert [decoded.levels[i] for i in kept] == level_range("T1", "L5")
+        assert all(decoded.levels[i] == on[i] for i in kept)
+
+
 def test_an_even_chain_never_skips_and_an_unknown_gap_needs_the_evidence():
     """Evenly spaced, a clean chain decodes as before. Without centroids a skip has its prior alone,
     which does not outweigh counting from the anchor: the chain with T8 missing reads T1..L4."""
