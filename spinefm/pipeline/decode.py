@@ -265,8 +265,8 @@ def gap_ratios(centroids: np.ndarray, window: int = 3) -> np.ndarray:
 
 def _transitions(successor: np.ndarray, ratios: np.ndarray, config: DecodeConfig) -> tuple[np.ndarray, np.ndarray]:
     """log P(real state at i | real state at i - 1) per position (N, S, S), with one level skipped
-    at skip_probability times the gap's likelihood ratio (two levels : one level) where the gap is
-    known; and the same after junk (S, S), where the gap says nothing."""
+    at skip_probability; where the gap is known, its likelihood ratio (two levels : one level) is
+    charged to the less likely of the two. The same after junk (S, S), where the gap says nothing."""
     size = len(successor)
     levels = slice(1, size - 1)
     skip = np.full((size, size), -np.inf)  # two levels down where one level is the rule
