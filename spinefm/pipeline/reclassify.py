@@ -27,6 +27,7 @@ from spinefm.data.image_io import invert, read_image
 from spinefm.pipeline import adapters  # noqa: F401  (registers the built-in adapters)
 from spinefm.pipeline.decode import DecodeConfig
 from spinefm.pipeline.loop import InductiveLoop
+from spinefm.pipeline.loop_config import LoopConfig
 from spinefm.pipeline.outputs import rewrite_instance_files
 from spinefm.pipeline.redecode import redecode
 from spinefm.pipeline.roles import adapter_class
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     defaults = OmegaConf.load(PIPELINE_CONFIG).components.spine_end
     settings = OmegaConf.to_container(OmegaConf.merge(defaults, OmegaConf.from_dotlist(args.settings)))
     decode = DecodeConfig(**settings.pop("decode", {}))
-    duplicate_iou = settings.pop("duplicate_iou", 0.5)
+    duplicate_iou = settings.pop("duplicate_iou", LoopConfig.duplicate_iou)
     model, info = load_component(args.checkpoint)
     if info["role"] != "classifier":
         parser.error(

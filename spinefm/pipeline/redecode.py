@@ -18,12 +18,13 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from spinefm.pipeline.decode import ChainView, DecodeConfig, decode_chain
+from spinefm.pipeline.loop_config import LoopConfig
 from spinefm.pipeline.outputs import instance_entry, read_chain, rewrite_instance_files
 from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.types import Trace
 
 
-def redecode(payload: dict, config: DecodeConfig, duplicate_iou: float = 0.5) -> dict:
+def redecode(payload: dict, config: DecodeConfig, duplicate_iou: float = LoopConfig.duplicate_iou) -> dict:
     """An instances JSON (as read) decoded again; the input is left as it was."""
     trace = payload["trace"]
     probabilities = np.array(
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     settings = OmegaConf.to_container(OmegaConf.from_dotlist(args.settings))
-    duplicate_iou = settings.pop("duplicate_iou", 0.5)
+    duplicate_iou = settings.pop("duplicate_iou", LoopConfig.duplicate_iou)
     config = DecodeConfig(**settings)
     count = rewrite_instance_files(args.predictions, args.out, lambda payload: redecode(payload, config, duplicate_iou))
     print(f"{count} films re-decoded into {args.out}")

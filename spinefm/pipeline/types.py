@@ -160,8 +160,9 @@ class Trace:
     spine) and `chain_kept` (a vertebra of the labelled range); `chain_sides` are the classifier's patch
     sides at each position (None: not classified), to classify the chain again offline. dropped
     counts chain positions removed: "decoded_out" (not kept by the decoder), "empty" (nothing left
-    after post-processing), "duplicate" (overlapping a better one). unclaimed: confident detections under no final mask.
-    repairs: chain positions "replaced" and "inserted" from detections, and re-prompts "rejected"."""
+    after post-processing), "duplicate" (overlapping a better one). unclaimed: confident detections
+    under no final mask. repairs: chain positions "replaced" and "inserted" from detections, and
+    re-prompts "rejected"."""
 
     status: str = "ok"
     detection_centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
