@@ -185,6 +185,8 @@ def test_settings_reject_unknown_choices():
         EvaluationSettings(match_on="hausdorff")
     with pytest.raises(ValueError, match="map_classes"):
         EvaluationSettings(map_classes="per_class")
+    with pytest.raises(ValueError, match="cobb_tilt"):
+        EvaluationSettings(cobb_tilt="corners")
 
 
 def test_scores_must_match_predictions():

@@ -17,9 +17,12 @@ from spinefm.evaluation.clinical import COBB_KEYS, LORDOSIS, clinical_row, smape
 from spinefm.evaluation.metrics import finite_mean
 
 
-def clinical_comparison(record: ImageRecord, pred: list[Vertebra], view: str | None, image_height: float) -> dict:
+def clinical_comparison(
+    record: ImageRecord, pred: list[Vertebra], view: str | None, image_height: float, cobb_tilt: str = "endplates"
+) -> dict:
+    """One film's row; `cobb_tilt` measures the predicted masks' tilts (annotated outlines: endplates)."""
     row = {"image_id": record.id, "view": view}
-    row |= {f"pred_{k}": v for k, v in clinical_row(pred, view, image_height).items()}
+    row |= {f"pred_{k}": v for k, v in clinical_row(pred, view, image_height, cobb_tilt=cobb_tilt).items()}
     row |= {f"annotated_{k}": v for k, v in clinical_row(record.vertebrae, view, image_height).items()}
     reference = record.meta.get("cobb_angles")
     if reference is not None:

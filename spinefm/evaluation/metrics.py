@@ -40,6 +40,7 @@ from torchmetrics.detection import MeanAveragePrecision
 
 from spinefm.data.levels import LEVELS, are_adjacent, level_index
 from spinefm.data.record import Vertebra
+from spinefm.evaluation.clinical import COBB_TILTS
 from spinefm.evaluation.matching import one_to_one, overlap_matrices, tight_crop
 from spinefm.evaluation.surface import surface_distances
 
@@ -87,19 +88,23 @@ IMAGE_COLUMNS = (
 class EvaluationSettings:
     """identify_dice: SpineFM's identification threshold (Dice above it); match_on / match_min: the
     one-to-one score ("dice" or "iou") and the score a pair must be above; surface: compute HD95 and
-    ASSD; map_classes: "agnostic" (one vertebra class), "levels" (one class per level) or None (no mAP)."""
+    ASSD; map_classes: "agnostic" (one vertebra class), "levels" (one class per level) or None (no mAP);
+    cobb_tilt: how a predicted mask's tilt is measured for Cobb angles (`clinical.COBB_TILTS`)."""
 
     identify_dice: float = 0.4
     match_on: str = "dice"
     match_min: float = 0.4
     surface: bool = True
     map_classes: str | None = "agnostic"
+    cobb_tilt: str = "centreline"
 
     def __post_init__(self):
         if self.match_on not in MATCH_ON:
             raise ValueError(f"match_on must be one of {MATCH_ON}, got {self.match_on!r}")
         if self.map_classes is not None and self.map_classes not in MAP_CLASSES:
             raise ValueError(f"map_classes must be one of {MAP_CLASSES} or None, got {self.map_classes!r}")
+        if self.cobb_tilt not in COBB_TILTS:
+            raise ValueError(f"cobb_tilt must be one of {COBB_TILTS}, got {self.cobb_tilt!r}")
 
 
 @dataclass

@@ -128,7 +128,7 @@ def score(records: list[ImageRecord], predictions: Path, settings: EvaluationSet
             pred, scores, film_view = [], [], record.view or view
             without_prediction.append(record.id)
         accumulator.add(record.id, record.vertebrae, pred, scores, shape, spacing)
-        clinical.append(clinical_comparison(record, pred, film_view, shape[0]))
+        clinical.append(clinical_comparison(record, pred, film_view, shape[0], settings.cobb_tilt))
     return {
         "accumulator": accumulator,
         "walk": walk.summary(),
