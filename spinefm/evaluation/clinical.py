@@ -18,7 +18,7 @@ joining the midpoints of its left and right sides):
 The challenge calls the three angles PT, MT and TL (the columns of angles.csv); by this definition
 the first one ("pt") is the largest curve wherever it lies, not an anatomical region.
 
-A mask (not a corner outline) gets its Cobb tilt one of two ways (`cobb_tilt`):
+A mask (not a corner outline) gets its tilt one of two ways (`mask_tilt`; `cobb_tilt` for Cobb angles):
   * "endplates": lines fitted to its upper and lower boundary (`fit_endplates`); exact for exact masks
     (AASCE outlines rasterised: SMAPE about 1 %);
   * "centreline": perpendicular to the spine line through the centres two levels above and below,
