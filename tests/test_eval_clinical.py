@@ -17,6 +17,7 @@ from spinefm.evaluation.clinical import (
     smape,
     smape_per_film,
 )
+from spinefm.evaluation.clinical_report import clinical_summary
 
 REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "aasce_train"
 SPINE = level_range("T1", "L5")
@@ -279,3 +280,15 @@ def test_real_cobb_from_rasterised_masks():
     assert smape(pred["endplates"], gt) < 1.45  # measured 1.155
     assert np.abs(pred["endplates"] - gt).mean(axis=0) == pytest.approx([0, 0, 0], abs=1.0)  # 0.90, 0.36, 0.56
     assert smape(pred["centreline"], gt) < 16  # measured 13.82
+
+
+def test_clinical_summary_names_the_tilt_and_scores_by_hand():
+    angles_of = {"pred": (10.0, 20.0, 5.0), "reference": (12.0, 18.0, 5.0), "annotated": (12.0, 18.0, 5.0)}
+    row = {
+        f"{source}_cobb_{key}": angle for source, values in angles_of.items() for key, angle in zip(COBB_KEYS, values)
+    }
+    summary = clinical_summary([row], cobb_tilt="centreline")
+    assert summary["cobb_tilt"] == "centreline" and summary["cobb_films"] == 1
+    assert summary["cobb_smape_vs_reference"] == pytest.approx(100 * 4 / 70)
+    assert summary["cobb_mae_vs_annotated"] == pytest.approx({"pt": 2.0, "mt": 2.0, "tl": 0.0})
+    assert clinical_summary([{"image_id": "lateral"}], cobb_tilt="centreline") == {}  # no Cobb angle, no tilt

@@ -30,11 +30,14 @@ def clinical_comparison(
     return row
 
 
-def clinical_summary(rows: list[dict]) -> dict:
-    """SMAPE (%) and mean absolute errors (degrees) of the predicted angles; {} without any angle."""
+def clinical_summary(rows: list[dict], cobb_tilt: str | None = None) -> dict:
+    """SMAPE (%) and mean absolute errors (degrees) of the predicted angles, and the `cobb_tilt` that
+    measured them; {} without any angle."""
     summary = {}
     cobb = [r for r in rows if "pred_cobb_pt" in r]
     if cobb:
+        if cobb_tilt is not None:
+            summary["cobb_tilt"] = cobb_tilt
         pred = _angles(cobb, "pred_cobb")
         for source in ("reference", "annotated"):
             truth = _angles(cobb, f"{source}_cobb")

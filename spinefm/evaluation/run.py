@@ -86,7 +86,8 @@ def _evaluate(cfg: DictConfig, records: list[ImageRecord], run: dict, output_dir
     else:
         predictions, view = Path(cfg.predictions), cfg.pipeline.view
         run["predictions"] = run["predictions_folder"] = str(predictions)
-    scored = score(records, predictions, EvaluationSettings(**cfg.metrics), view)
+    settings = EvaluationSettings(**cfg.metrics)
+    scored = score(records, predictions, settings, view)
     run["without_prediction"] = scored["without_prediction"]
     failures = (
         run["inference"]["failed"] if "inference" in run else scored["unreadable"]
@@ -94,7 +95,7 @@ def _evaluate(cfg: DictConfig, records: list[ImageRecord], run: dict, output_dir
     run["failed"] = len(run["unreadable"]) + len(failures)
     run["unreadable"] += scored["unreadable"]
     summary = scored["accumulator"].summary()
-    summary["clinical"] = clinical_summary(scored["clinical"])
+    summary["clinical"] = clinical_summary(scored["clinical"], settings.cobb_tilt)
     summary["walk"] = scored["walk"]
     summary["run"] = run
     summary["config"] = OmegaConf.to_container(cfg, resolve=True)
