@@ -110,9 +110,8 @@ def test_centreline_tilt_is_the_spines_not_the_masks(lean):
     crop, (x0, y0) = mask.mask_crop()
     rows, cols = np.nonzero(crop)
     across = np.stack([cols + x0, rows + y0], axis=1) @ np.asarray(down)
-    assert plates.upper[0] @ down == pytest.approx(across.min()) and plates.lower[1] @ down == pytest.approx(
-        across.max()
-    )
+    assert plates.upper[0] @ down == pytest.approx(across.min())
+    assert plates.lower[1] @ down == pytest.approx(across.max())
     assert endplates(mask, spine_direction=down).midline_angle == pytest.approx(15, abs=1)  # fitted: the mask's
 
 

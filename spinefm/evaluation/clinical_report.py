@@ -18,7 +18,7 @@ from spinefm.evaluation.metrics import finite_mean
 
 
 def clinical_comparison(
-    record: ImageRecord, pred: list[Vertebra], view: str | None, image_height: float, cobb_tilt: str = "endplates"
+    record: ImageRecord, pred: list[Vertebra], view: str | None, image_height: float, cobb_tilt: str
 ) -> dict:
     """One film's row; `cobb_tilt` measures the predicted masks' tilts (annotated outlines: endplates)."""
     row = {"image_id": record.id, "view": view}
@@ -30,14 +30,13 @@ def clinical_comparison(
     return row
 
 
-def clinical_summary(rows: list[dict], cobb_tilt: str | None = None) -> dict:
+def clinical_summary(rows: list[dict], cobb_tilt: str) -> dict:
     """SMAPE (%) and mean absolute errors (degrees) of the predicted angles, and the `cobb_tilt` that
     measured them; {} without any angle."""
     summary = {}
     cobb = [r for r in rows if "pred_cobb_pt" in r]
     if cobb:
-        if cobb_tilt is not None:
-            summary["cobb_tilt"] = cobb_tilt
+        summary["cobb_tilt"] = cobb_tilt
         pred = _angles(cobb, "pred_cobb")
         for source in ("reference", "annotated"):
             truth = _angles(cobb, f"{source}_cobb")
