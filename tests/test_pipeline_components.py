@@ -1,6 +1,8 @@
 """The adapters: the same patches as training, exact maps back to image pixels, and the loop end to
 end on tiny trained models (one `train.py experiment=train_all_tiny debug=limit` run per module)."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -155,7 +157,8 @@ def test_the_loop_runs_end_to_end_on_tiny_models(manifest):
     walking = {"mask_threshold": 0.0, "final_threshold": 0.0, "overlap_iou": 1.0, "max_steps": 3, "duplicate_iou": 1.0}
     loop = load_loop(manifest, walking, overrides={"maskrcnn": {"score_threshold": 0.0, "mask_threshold": 0.5}})
     default = load_loop(manifest)
-    assert default.config.mask_threshold == 0.9 and default.config.labels.end_levels["lateral_cervical"]["top"] == "C2"
+    assert default.config.mask_threshold == default.config.final_threshold == 0.9  # Med-SA's inference setting
+    assert default.config.labels.end_levels["lateral_cervical"]["top"] == "C2"
     for record in phantoms(3):
         height, width = record.image_shape()
         for run in (loop, default):
@@ -176,6 +179,24 @@ def test_the_loop_runs_end_to_end_on_tiny_models(manifest):
         walked = loop.run(record.load_image(), view=record.view)
         assert walked.trace.status == "ok" and walked.trace.steps  # every component was called
         assert all(len(walked.trace.steps_in(d)) <= 3 for d in ("up", "down"))
+
+
+def test_final_masks_are_binarised_at_mask_threshold_unless_set():
+    assert LoopConfig(mask_threshold=0.4).final_threshold == 0.4
+    assert LoopConfig(mask_threshold=0.4, final_threshold=0.7).final_threshold == 0.7
+
+
+def test_a_segmenter_checkpoint_may_carry_its_final_threshold(manifest, tmp_path):
+    components = json.loads(manifest.read_text())
+    segmenter = components["components"]["medsa"]
+    checkpoint = torch.load(segmenter["best_checkpoint"], map_location="cpu", weights_only=False)
+    checkpoint["spinefm"]["inference"]["final_threshold"] = 0.4
+    torch.save(checkpoint, tmp_path / "medsa.ckpt")
+    segmenter["best_checkpoint"] = str(tmp_path / "medsa.ckpt")
+    (tmp_path / "manifest.json").write_text(json.dumps(components))
+    config = load_loop(tmp_path / "manifest.json").config
+    assert config.mask_threshold == 0.9 and config.final_threshold == 0.4
+    assert load_loop(tmp_path / "manifest.json", {"final_threshold": 0.6}).config.final_threshold == 0.6
 
 
 def test_a_loop_config_object_is_used_as_given(manifest):

@@ -210,6 +210,18 @@ def test_resume_from_last_checkpoint_restores_parameters_and_continues_steps(tra
         other.on_load_checkpoint(checkpoint)
 
 
+def test_validation_binarises_as_the_final_masks_will_be():
+    def validated_at(inference, **kwargs):
+        return MedSAModule(model={"backbone": "tiny"}, optimizer=ADAM, inference=inference, **kwargs).val_threshold
+
+    assert validated_at({"mask_threshold": 0.9}) == 0.9
+    assert validated_at({"mask_threshold": 0.9, "final_threshold": None}) == 0.9
+    assert validated_at({"mask_threshold": 0.9, "final_threshold": 0.5}) == 0.5
+    assert validated_at({"mask_threshold": 0.9, "final_threshold": 0.5}, val_threshold=0.3) == 0.3
+    with pytest.raises(ValueError, match="needs val_threshold or inference.mask_threshold"):
+        validated_at({})
+
+
 def test_tiny_model_learns_to_segment_from_imperfect_point_prompts(one_thread):
     seed_everything(0)
     data = MedSADataModule(SYNTHETIC, input_size=64, low_res_size=32, batch_size=16, jitter=0.1, augmentations=[])

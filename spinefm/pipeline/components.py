@@ -56,11 +56,13 @@ def load_loop(
     overrides: Mapping | None = None,
 ) -> InductiveLoop:
     """An InductiveLoop on a manifest's checkpoints. Settings missing from `config` come from them:
-    mask_threshold from Med-SA's inference, the label end levels and level counts from the
-    classifier's and the level range from the dataset the components were trained on."""
+    mask_threshold and final_threshold from Med-SA's inference, the label end levels and level counts
+    from the classifier's and the level range from the dataset the components were trained on."""
     c = load_components(manifest, device, which, overrides)
     if not isinstance(config, LoopConfig):
-        config = LoopConfig(**{"mask_threshold": c.segmenter.info["inference"]["mask_threshold"], **dict(config or {})})
+        masks = c.segmenter.info["inference"]
+        thresholds = {"mask_threshold": masks["mask_threshold"], "final_threshold": masks.get("final_threshold")}
+        config = LoopConfig(**{**thresholds, **dict(config or {})})
     labels, classifier = config.labels, c.classifier.info["inference"]
     labels = replace(
         labels,

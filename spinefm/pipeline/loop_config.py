@@ -30,9 +30,9 @@ class LoopConfig:
     chain's extent with no position this close re-prompts the segmenter; the new mask replaces the
     positions it overlaps (sharing more than repair_overlap of the smaller mask) if it agrees better
     with the detection's mask, or fills a gap (`repair`).
-    final_threshold, smooth_sigma (Gaussian on the probabilities, px; 0: none), opening_radius
-    (binary opening, px; 0: none): the final masks. duplicate_iou: of two final masks overlapping
-    more, the lower-scoring one is dropped. crop_floor: instance crops keep the box of pixels with
+    final_threshold (None: mask_threshold), smooth_sigma (Gaussian on the probabilities, px; 0: none),
+    opening_radius (binary opening, px; 0: none): the final masks. duplicate_iou: of two final masks
+    overlapping more, the lower-scoring one is dropped. crop_floor: instance crops keep the box of pixels with
     probability above it (and the mask). probability_dtype: how instances store probabilities.
     decode: `decode.DecodeConfig`; labels: the view's ends, labelled range and anchors.
     """
@@ -50,7 +50,7 @@ class LoopConfig:
     snap_score: float = 0.7
     repair_centred: float = 0.25
     repair_overlap: float = 0.2
-    final_threshold: float = 0.9
+    final_threshold: float | None = None
     smooth_sigma: float = 0.0
     opening_radius: int = 0
     duplicate_iou: float = 0.5
@@ -61,6 +61,8 @@ class LoopConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
 
     def __post_init__(self):
+        if self.final_threshold is None:
+            self.final_threshold = self.mask_threshold
         if isinstance(self.labels, Mapping):
             self.labels = LabelConfig(**self.labels)
         if isinstance(self.decode, Mapping):

@@ -34,8 +34,9 @@ class MedSAModule(ComponentModule):
     """Loss: BCE-with-logits (`pos_weight`) + `dice_weight` x soft Dice loss (0: SpineFM's BCE only).
 
     Validation: `val/dice` and `val/iou`, per sample, of the prediction binarised at probability
-    `inference.mask_threshold` against the target binarised at 0.5. `inference` is completed with the
-    model's `input_size` and `low_res_size` for the pipeline.
+    `val_threshold`, by default the final masks' (`inference.final_threshold`, else `mask_threshold`),
+    against the target binarised at 0.5. `inference` is completed with the model's `input_size` and
+    `low_res_size` for the pipeline.
 
     Checkpoints hold only the trained parameters (`trainable_state_dict`) and the base
     model's identity (`MedSA(**identity)` rebuilds the frozen part); resuming fills the frozen part
@@ -62,8 +63,10 @@ class MedSAModule(ComponentModule):
         super().__init__(model, optimizer, scheduler, inference, dataset)
         self.pos_weight = pos_weight
         self.dice_weight = dice_weight
-        # Calibration lags early in training: short runs may validate at 0.5, the pipeline keeps its own threshold.
-        self.mask_threshold = float(inference["mask_threshold"] if val_threshold is None else val_threshold)
+        if val_threshold is None:  # what the pipeline's final masks will be binarised at
+            final = inference.get("final_threshold")
+            val_threshold = inference["mask_threshold"] if final is None else final
+        self.val_threshold = float(val_threshold)
         self.val_dice = MeanMetric()
         self.val_iou = MeanMetric()
 
@@ -88,7 +91,7 @@ class MedSAModule(ComponentModule):
         logits = self(batch)
         size = len(batch["image"])
         self.log("val/loss", self.loss(logits, batch["target"]), batch_size=size, sync_dist=True)
-        dice, iou = dice_and_iou(logits.sigmoid() > self.mask_threshold, batch["target"] >= 0.5)
+        dice, iou = dice_and_iou(logits.sigmoid() > self.val_threshold, batch["target"] >= 0.5)
         self.val_dice.update(dice)
         self.val_iou.update(iou)
         self.log("val/dice", self.val_dice, prog_bar=True, batch_size=size)
