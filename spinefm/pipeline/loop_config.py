@@ -32,8 +32,9 @@ class LoopConfig:
     with the detection's mask, or fills a gap (`repair`).
     final_threshold (None: mask_threshold), smooth_sigma (Gaussian on the probabilities, px; 0: none),
     opening_radius (binary opening, px; 0: none): the final masks. duplicate_iou: of two final masks
-    overlapping more, the lower-scoring one is dropped. crop_floor: instance crops keep the box of pixels with
-    probability above it (and the mask). probability_dtype: how instances store probabilities.
+    overlapping more, the lower-scoring one is dropped. crop_floor: instance crops keep the box of
+    pixels with probability above it (and the mask). probability_dtype: how instances store
+    probabilities.
     decode: `decode.DecodeConfig`; labels: the view's ends, labelled range and anchors.
     """
 
