@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
-from pipeline_speed import DETECTOR, WALKING, train_tiny
 
+from benchmarks.pipeline_speed import DETECTOR, WALKING, train_tiny
 from spinefm.data.export import export_dataset
 from spinefm.io_utils import atomic_write_json
 

@@ -1,14 +1,20 @@
-"""Inductive-loop throughput, and each film's time split into network forwards and everything else.
+"""Inductive-loop throughput, and each film's time split into network forwards and everything else,
+for each CPU runtime of Med-SA's image encoder.
 
 Modes, in one process: one film and one vertebra at a time (sequential, as the original SpineFM),
 one film at a time with both directions batched (per_image, `InductiveLoop.run`), and all films in
 lockstep (`LockstepRunner`; lockstep_padded: one detector call for all films). Forward time is
 measured around each role's network (forward hooks, synchronised on a GPU); "other" is the rest:
-patch cutting, mapping masks back, the walk's decisions, decoding, post-processing.
+patch cutting, mapping masks back, the walk's decisions, decoding, post-processing. "patches/film"
+counts the image encoder's inputs: one per segmented patch.
+
+Runtimes (--runtimes, `MedSAAdapter` cpu_runtime) run one after the other on the same films; the
+first is the reference the others' levels and masks (Dice of the instances, paired top to bottom)
+are compared with. A runtime's warm-up film makes its ONNX export when it is not cached yet.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pipeline_speed.py --images 8 --size 256
-    .venv/bin/python benchmarks/pipeline_speed.py --manifest M.json --images 2 --real \
-        --films ../shared/datasets/aasce_train/boostnet_labeldata/data/training
+    .venv/bin/python benchmarks/pipeline_speed.py --manifest M.json --images 8 --real --modes lockstep \
+        --films ../shared/datasets/aasce_train/boostnet_labeldata/data/training --runtimes torch onnxruntime
 
 Without --manifest, tiny models are trained first (`train.py experiment=train_all_tiny debug=limit`,
 minutes on a CPU). Without --real the loop settings force walking on such untrained-looking models
@@ -29,10 +35,12 @@ from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmarks.clock import synchronise
 from spinefm.data.image_io import read_image
+from spinefm.data.masks import crop_iou
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.components import load_loop
 from spinefm.pipeline.inputs import find_inputs
@@ -40,6 +48,8 @@ from spinefm.pipeline.lockstep import LockstepRunner
 from spinefm.pipeline.loop import InductiveLoop
 from spinefm.pipeline.manifest import read_manifest
 from spinefm.pipeline.roles import ROLES
+from spinefm.pipeline.types import LoopResult
+from spinefm.runtime import CPU_RUNTIMES
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,19 +61,21 @@ DETECTOR = {"maskrcnn": {"score_threshold": 0.0, "mask_threshold": 0.5}}
 
 
 class ForwardClock:
-    """Wall time and calls of each role's network forward (hooks on the adapters' models)."""
+    """Wall time, calls and inputs (the first argument's length: patches, films) of each role's
+    network forward (hooks on the adapters' models)."""
 
     def __init__(self, loop: InductiveLoop):
-        self.seconds, self.calls = defaultdict(float), defaultdict(int)
+        self.seconds, self.calls, self.items = defaultdict(float), defaultdict(int), defaultdict(int)
         self._started: dict[str, float] = {}
         self._hooks = []
         for role, component in loop.components.items():
             model = getattr(component, "model", None)
             if isinstance(model, torch.nn.Module):
-                self._hooks.append(model.register_forward_pre_hook(lambda *_, role=role: self._start(role)))
+                self._hooks.append(model.register_forward_pre_hook(lambda _, args, role=role: self._start(role, args)))
                 self._hooks.append(model.register_forward_hook(lambda *_, role=role: self._stop(role)))
 
-    def _start(self, role) -> None:
+    def _start(self, role, args) -> None:
+        self.items[role] += len(args[0]) if args and hasattr(args[0], "__len__") else 1
         synchronise()
         self._started[role] = time.perf_counter()
 
@@ -75,6 +87,7 @@ class ForwardClock:
     def reset(self) -> None:
         self.seconds.clear()
         self.calls.clear()
+        self.items.clear()
 
     def remove(self) -> None:
         for hook in self._hooks:
@@ -101,6 +114,7 @@ def run_mode(
         "films_per_s": len(images) / total,
         "forward_seconds": {role: clock.seconds[role] for role in ROLES},
         "forward_calls": {role: clock.calls[role] for role in ROLES},
+        "segmenter_patches_per_film": clock.items["segmenter"] / len(images),
         "other_seconds": total - forwards,
         "other_ms_per_film": 1000 * (total - forwards) / len(images),
         "other_fraction": (total - forwards) / total,
@@ -118,11 +132,13 @@ def benchmark(
     precision: str = "fp32",
     modes=MODES,
     device: str = "cpu",
+    results: dict | None = None,
 ) -> dict:
     """The modes on the same films. Keys: images, precision, modes {mode: {seconds, films_per_s,
-    forward_seconds {role}, forward_calls {role}, other_seconds, other_ms_per_film, other_fraction,
-    instances, steps}}, lockstep_over_sequential (throughput ratio, when both ran), same_levels (films
-    whose levels agree across the exact modes: all but lockstep_padded)."""
+    forward_seconds {role}, forward_calls {role}, segmenter_patches_per_film, other_seconds,
+    other_ms_per_film, other_fraction, instances, steps}}, lockstep_over_sequential (throughput ratio,
+    when both ran), same_levels (films whose levels agree across the exact modes: all but
+    lockstep_padded). results, when given, receives each mode's `LoopResult`s."""
     image_ids = list(image_ids) if image_ids is not None else [str(i) for i in range(len(images))]
     if warmup:  # first-call costs (allocators, lazy imports) out of the timings
         loop.run(images[0], views[0])
@@ -130,8 +146,10 @@ def benchmark(
     report, levels = {}, {}
     try:
         for mode in modes:
-            results, report[mode] = run_mode(loop, clock, mode, images, views, image_ids, precision, device)
-            levels[mode] = [r.levels for r in results]
+            found, report[mode] = run_mode(loop, clock, mode, images, views, image_ids, precision, device)
+            levels[mode] = [r.levels for r in found]
+            if results is not None:
+                results[mode] = found
     finally:
         clock.remove()
     exact = [m for m in modes if m != "lockstep_padded"]
@@ -147,8 +165,9 @@ def benchmark(
 
 
 def table(report: dict) -> str:
+    """One runtime's modes, a row each."""
     head = f"{'mode':<15} {'films/s':>8} {'s/film':>8} " + " ".join(f"{r[:9] + ' s':>11}" for r in ROLES)
-    head += f" {'other s':>8} {'other ms/film':>13} {'other %':>7} {'seg calls':>9}"
+    head += f" {'other s':>8} {'other ms/film':>13} {'other %':>7} {'patches/film':>12}"
     rows = [head]
     for mode, row in report["modes"].items():
         forwards = " ".join(f"{row['forward_seconds'][r]:>11.3f}" for r in ROLES)
@@ -156,7 +175,7 @@ def table(report: dict) -> str:
             f"{mode:<15} {row['films_per_s']:>8.3f} {row['seconds'] / report['images']:>8.2f} {forwards} "
             f"{row['other_seconds']:>8.3f} "
             f"{row['other_ms_per_film']:>13.1f} {100 * row['other_fraction']:>7.1f} "
-            f"{row['forward_calls']['segmenter']:>9}"
+            f"{row['segmenter_patches_per_film']:>12.1f}"
         )
     if "lockstep_over_sequential" in report:
         rows.append(f"lockstep / sequential throughput: {report['lockstep_over_sequential']:.2f}x")
@@ -164,6 +183,45 @@ def table(report: dict) -> str:
         f"levels equal across the exact modes on {report['same_levels']}/{report['images']} films "
         f"({report['precision']})"
     )
+    return "\n".join(rows)
+
+
+def agreement(reference: list[LoopResult], results: list[LoopResult]) -> dict:
+    """How far a runtime's results are from the reference's: films with the same levels, and the Dice
+    of their instances paired top to bottom (films with as many instances as the reference)."""
+    dice = [
+        2 * crop_iou(a.mask, a.offset, b.mask, b.offset) / (1 + crop_iou(a.mask, a.offset, b.mask, b.offset))
+        for ref, res in zip(reference, results)
+        if len(ref.instances) == len(res.instances)
+        for a, b in zip(ref.instances, res.instances)
+    ]
+    return {
+        "same_levels": sum(a.levels == b.levels for a, b in zip(reference, results)),
+        "same_count": sum(len(a.instances) == len(b.instances) for a, b in zip(reference, results)),
+        "films": len(reference),
+        "mean_dice": float(np.mean(dice)) if dice else float("nan"),
+        "min_dice": float(np.min(dice)) if dice else float("nan"),
+    }
+
+
+def runtime_table(reports: dict) -> str:
+    """A row per runtime: its speed in the first mode, its patches, and its agreement with the first."""
+    rows = [
+        f"{'runtime':<12} {'mode':<15} {'s/film':>8} {'segmenter s/patch':>17} {'patches/film':>12} "
+        f"{'x first':>8} {'same levels':>11} {'mean Dice':>9} {'min Dice':>8}"
+    ]
+    first = next(iter(reports.values()))
+    for runtime, report in reports.items():
+        mode, row = next(iter(report["modes"].items()))
+        patches = row["segmenter_patches_per_film"] * report["images"]
+        same = report["agreement"]
+        rows.append(
+            f"{runtime:<12} {mode:<15} {row['seconds'] / report['images']:>8.2f} "
+            f"{row['forward_seconds']['segmenter'] / max(patches, 1):>17.3f} "
+            f"{row['segmenter_patches_per_film']:>12.1f} "
+            f"{next(iter(first['modes'].values()))['seconds'] / row['seconds']:>8.2f} "
+            f"{same['same_levels']:>5}/{same['films']:<5} {same['mean_dice']:>9.4f} {same['min_dice']:>8.4f}"
+        )
     return "\n".join(rows)
 
 
@@ -194,37 +252,65 @@ def main() -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--max-steps", type=int, default=WALKING["max_steps"])
+    parser.add_argument(
+        "--runtimes",
+        nargs="+",
+        choices=("torch", *CPU_RUNTIMES),
+        default=["torch", "onnxruntime"],
+        help="what runs Med-SA's image encoder on the CPU; the first is the reference",
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/pipeline_speed.json"))
     args = parser.parse_args()
     settings = {} if args.real else {**WALKING, "max_steps": args.max_steps}
     with tempfile.TemporaryDirectory() as tmp:
         manifest = args.manifest or train_tiny(Path(tmp))
-        start = time.perf_counter()
-        loop = load_loop(manifest, settings, device=args.device, overrides=None if args.real else DETECTOR)
-        load_seconds = time.perf_counter() - start
+        loops, load_seconds = {}, {}
+        for runtime in args.runtimes:
+            start = time.perf_counter()
+            overrides = {**({} if args.real else DETECTOR), "medsa": {"cpu_runtime": runtime}}
+            loops[runtime] = load_loop(manifest, settings, device=args.device, overrides=overrides)
+            load_seconds[runtime] = time.perf_counter() - start
+        images, views, ids = films(args, manifest)
+    reports, results = {}, {}
+    for runtime, loop in loops.items():
+        results[runtime] = {}
+        reports[runtime] = benchmark(
+            loop,
+            images,
+            views,
+            ids,
+            precision=args.precision,
+            modes=args.modes,
+            device=args.device,
+            results=results[runtime],
+        )
+        first_mode = args.modes[0]
+        reports[runtime]["agreement"] = agreement(results[args.runtimes[0]][first_mode], results[runtime][first_mode])
+        print(f"--- {runtime}\n{table(reports[runtime])}")
+    report = {
+        "runtimes": reports,
+        "settings": {
+            "films": str(args.films or f"synthetic {args.size} px"),
+            "device": args.device,
+            "manifest": str(args.manifest or "trained tiny"),
+            "loop": settings or "checkpoints'",
+            "load_seconds": load_seconds,
+            "torch_threads": torch.get_num_threads(),
+        },
+    }
+    print(runtime_table(reports))
+    print("loading the checkpoints: " + ", ".join(f"{r} {s:.2f} s" for r, s in load_seconds.items()))
+    print(f"written to {atomic_write_json(args.out, report)}")
+
+
+def films(args, manifest) -> tuple[list, list, list]:
+    """(images, views, ids) of --films (the first --images), else of synthetic phantoms."""
     if args.films:
         inputs = find_inputs(args.films)[: args.images]
         view = (read_manifest(manifest).get("dataset") or {}).get("view")  # as infer.py: the training dataset's view
-        images, views, ids = (
-            [read_image(i.path, i.id).pixels for i in inputs],
-            [view] * len(inputs),
-            [i.id for i in inputs],
-        )
-    else:
-        records = [generate_phantom(seed, PhantomConfig(image_size=args.size)) for seed in range(args.images)]
-        images, views, ids = [r.load_image() for r in records], [r.view for r in records], [r.id for r in records]
-    report = benchmark(loop, images, views, ids, precision=args.precision, modes=args.modes, device=args.device)
-    report["settings"] = {
-        "films": str(args.films or f"synthetic {args.size} px"),
-        "device": args.device,
-        "manifest": str(args.manifest or "trained tiny"),
-        "loop": settings or "checkpoints'",
-        "load_seconds": load_seconds,
-        "torch_threads": torch.get_num_threads(),
-    }
-    print(table(report))
-    print(f"loading the checkpoints: {load_seconds:.2f} s")
-    print(f"written to {atomic_write_json(args.out, report)}")
+        return [read_image(i.path, i.id).pixels for i in inputs], [view] * len(inputs), [i.id for i in inputs]
+    records = [generate_phantom(seed, PhantomConfig(image_size=args.size)) for seed in range(args.images)]
+    return [r.load_image() for r in records], [r.view for r in records], [r.id for r in records]
 
 
 if __name__ == "__main__":

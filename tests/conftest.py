@@ -1,9 +1,12 @@
 """Tests use tiny models: one CPU thread per process is faster than two that fight for the cores,
-and subprocesses (train.py runs) inherit the setting."""
+and subprocesses (train.py runs) inherit the setting. ONNX exports (`spinefm.runtime`) are cached in
+the temporary folder, never in the user's cache."""
 
 import os
+import tempfile
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ["SPINEFM_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), "spinefm-test-cache")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402  (after the environment is set for child processes)

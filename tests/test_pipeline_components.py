@@ -93,7 +93,7 @@ def test_a_training_target_maps_back_onto_its_vertebra():
     image8 = to_uint8(record.load_image())
     contexts = [cut_context(image8, v, side, size, 0.0) for v in record.vertebrae]
     targets = torch.stack([s["target"][0] for s in VertebraPatchDataset(contexts, size, low)])[:, None]
-    segmenter = MedSAAdapter(Centre(targets), PATCH, size, low)
+    segmenter = MedSAAdapter(Centre(targets), PATCH, size, low, cpu_runtime="torch")
     centres = np.stack([v.centroid() for v in record.vertebrae])
     (crops,) = segmenter.segment([Patches(image8, centres, (side,) * len(centres))])
     height, width = image8.shape

@@ -27,6 +27,7 @@ from spinefm.pipeline.patching import clip_box, resample
 from spinefm.pipeline.requests import split
 from spinefm.pipeline.roles import register_adapter
 from spinefm.pipeline.types import Detection, MaskCrop, Patches
+from spinefm.runtime import CpuRuntimeModule
 
 
 class Adapter:
@@ -133,7 +134,12 @@ def to_original_grid(mask: np.ndarray, shape: tuple[int, int]) -> MaskCrop | Non
 class MedSAAdapter(Adapter):
     """Med-SA on side x side patches (`patch_origin` / `crop_patch` / `resize_square`, as
     `datamodules.medsa`), prompted with one point at the patch centre; the sigmoid of the low-res
-    logits goes back onto image pixels: low-res pixel u covers x0 + (u + 0.5) * side / L - 0.5."""
+    logits goes back onto image pixels: low-res pixel u covers x0 + (u + 0.5) * side / L - 0.5.
+
+    cpu_runtime: what runs the image encoder (nearly all of a film's time) on the CPU: `onnxruntime`
+    or `openvino` (an ONNX export, made on first use and cached by the weights: `spinefm.runtime`), or
+    `torch`. On a GPU the encoder always runs in torch.
+    """
 
     role = "segmenter"
     settings = ("patch", "input_size", "low_res_size", "prompt")
@@ -149,6 +155,7 @@ class MedSAAdapter(Adapter):
         low_res_size: int,
         prompt: str = "point",
         batch_size: int | None = None,
+        cpu_runtime: str = "onnxruntime",
     ):
         if prompt != "point":
             raise ValueError(
@@ -160,6 +167,9 @@ class MedSAAdapter(Adapter):
         self.input_size = input_size
         self.low_res_size = low_res_size
         self.batch_size = batch_size
+        if cpu_runtime != "torch":
+            encoder = self.model.image_encoder
+            self.model.image_encoder = CpuRuntimeModule(encoder, cpu_runtime, identity=self.model.base_identity())
 
     def segment(self, requests: Sequence[Patches]) -> list[list[MaskCrop]]:
         cuts = [self.cut(r.film, r.centres, r.sides) for r in requests]

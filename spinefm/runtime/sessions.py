@@ -1,0 +1,56 @@
+"""The CPU runtimes an exported graph can run on, each behind one call: numpy input -> numpy output."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from spinefm.cli import UserError
+
+# runtime -> the Python package it needs
+CPU_RUNTIMES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+
+
+class UnknownRuntime(UserError, ValueError):
+    pass
+
+
+class MissingRuntime(UserError, ImportError):
+    pass
+
+
+def require_runtime(runtime: str) -> None:
+    """Raise UnknownRuntime for an unknown runtime, MissingRuntime naming the package of a missing one."""
+    if runtime not in CPU_RUNTIMES:
+        raise UnknownRuntime(f"unknown CPU runtime {runtime!r}; expected torch or one of {sorted(CPU_RUNTIMES)}")
+    package = CPU_RUNTIMES[runtime]
+    if importlib.util.find_spec(package) is None:
+        raise MissingRuntime(
+            f"the {runtime} runtime needs the Python package {package!r}, which is not installed: "
+            f"pip install {package} (or run the network in torch: runtime=torch)"
+        )
+
+
+def open_session(path: Path, runtime: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A function running the graph at `path` (one input, one output) on `threads` CPU threads."""
+    require_runtime(runtime)
+    if runtime == "onnxruntime":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda inputs: session.run(None, {name: inputs})[0]
+    import openvino
+
+    compiled = openvino.Core().compile_model(
+        str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    )
+    request = compiled.create_infer_request()
+    return lambda inputs: request.infer({0: inputs})[0].copy()
