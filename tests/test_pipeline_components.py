@@ -1,6 +1,7 @@
 """The adapters: the same patches as training, exact maps back to image pixels, and the loop end to
 end on tiny trained models (one `train.py experiment=train_all_tiny debug=limit` run per module)."""
 
+import dataclasses
 import json
 
 import cv2
@@ -12,6 +13,7 @@ from datamodules.medsa import VertebraPatchDataset, cut_context
 from spinefm.data.intensity import to_uint8
 from spinefm.data.masks import crop_iou
 from spinefm.data.patches import median_spacing, patch_side
+from spinefm.evaluation.walk import segmented_patches
 from spinefm.models.medsa import MedSA
 from spinefm.pipeline import STOP_REASONS, InductiveLoop, LoopConfig
 from spinefm.pipeline.adapters import MedSAAdapter, SpineEndAdapter, to_original_grid
@@ -176,9 +178,15 @@ def test_the_loop_runs_end_to_end_on_tiny_models(manifest):
                     and x0 + instance.mask.shape[1] <= width
                     and y0 + instance.mask.shape[0] <= height
                 )
+        encoded = []
+        hook = loop.segmenter.model.image_encoder.register_forward_pre_hook(
+            lambda _, args, encoded=encoded: encoded.append(len(args[0]))
+        )
         walked = loop.run(record.load_image(), view=record.view)
+        hook.remove()
         assert walked.trace.status == "ok" and walked.trace.steps  # every component was called
         assert all(len(walked.trace.steps_in(d)) <= 3 for d in ("up", "down"))
+        assert segmented_patches(dataclasses.asdict(walked.trace)) == sum(encoded)  # as evaluate.py counts them
 
 
 def test_final_masks_are_binarised_at_mask_threshold_unless_set():
