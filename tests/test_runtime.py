@@ -1,5 +1,5 @@
-"""The CPU runtimes: an ONNX export gives torch's masks, is cached by the weights (a changed or damaged
-export is made again) and a missing runtime package is named."""
+"""The CPU runtimes: an ONNX export run by onnxruntime or OpenVINO gives torch's masks, is cached by
+the weights (a changed or damaged export is made again) and a missing runtime package is named."""
 
 import importlib.util
 
@@ -39,10 +39,11 @@ def masks(runtime: str, model: MedSA, film: np.ndarray, centres: np.ndarray) -> 
     return adapter.segment([Patches(film, centres, (48,) * len(centres))])[0]
 
 
-def test_onnxruntime_gives_torchs_masks(cache):
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_cpu_runtime_gives_torchs_masks(cache, runtime):
     film = np.random.default_rng(0).integers(0, 256, (96, 128), dtype=np.uint8)
     centres = np.array([[30.0, 40.0], [64.0, 50.0], [100.0, 60.0]])
-    exported, reference = masks("onnxruntime", medsa(0), film, centres), masks("torch", medsa(0), film, centres)
+    exported, reference = masks(runtime, medsa(0), film, centres), masks("torch", medsa(0), film, centres)
     assert len(list(cache.iterdir())) == 1
     for a, b in zip(exported, reference):
         assert a.offset == b.offset and np.abs(a.values - b.values).max() < 1e-4

@@ -10,8 +10,9 @@ import numpy as np
 
 from spinefm.cli import UserError
 
-# runtime -> the Python package it needs
-CPU_RUNTIMES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+# runtime -> the Python package it needs. openvino_bf16: OpenVINO computing in bfloat16 where the CPU
+# has it (AVX512-BF16, AMX; float32 elsewhere): about 1.7x faster than float32 on AVX512-BF16.
+CPU_RUNTIMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "openvino_bf16": "openvino"}
 
 
 class UnknownRuntime(UserError, ValueError):
@@ -49,8 +50,9 @@ def open_session(path: Path, runtime: str, threads: int) -> Callable[[np.ndarray
         return lambda inputs: session.run(None, {name: inputs})[0]
     import openvino
 
+    precision = "bf16" if runtime == "openvino_bf16" else "f32"
     compiled = openvino.Core().compile_model(
-        str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+        str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
     )
     request = compiled.create_infer_request()
     return lambda inputs: request.infer({0: inputs})[0].copy()
