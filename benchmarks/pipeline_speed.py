@@ -14,7 +14,8 @@ are compared with. A runtime's warm-up film makes its ONNX export when it is not
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pipeline_speed.py --images 8 --size 256
     .venv/bin/python benchmarks/pipeline_speed.py --manifest M.json --images 8 --real --modes lockstep \
-        --films ../shared/datasets/aasce_train/boostnet_labeldata/data/training --runtimes torch onnxruntime
+        --films ../shared/datasets/aasce_train/boostnet_labeldata/data/training \
+        --runtimes torch openvino onnxruntime openvino_bf16
 
 Without --manifest, tiny models are trained first (`train.py experiment=train_all_tiny debug=limit`,
 minutes on a CPU). Without --real the loop settings force walking on such untrained-looking models

@@ -90,3 +90,18 @@ def test_a_missing_runtime_package_is_named(monkeypatch):
         CpuRuntimeModule(torch.nn.Identity(), "openvino")
     with pytest.raises(UserError, match="unknown CPU runtime 'tensorrt'"):
         CpuRuntimeModule(torch.nn.Identity(), "tensorrt")
+
+
+class ThroughNumpy(torch.nn.Module):
+    """A module torch.export cannot trace (it leaves torch for numpy)."""
+
+    def forward(self, inputs):
+        return torch.from_numpy(inputs.numpy() * 2)
+
+
+def test_a_module_that_cannot_be_exported_runs_in_torch(cache, caplog):
+    runtime = CpuRuntimeModule(ThroughNumpy(), "onnxruntime")
+    images = torch.rand(2, 3, 8, 8)
+    with torch.inference_mode():
+        assert torch.equal(runtime(images), images * 2)
+    assert "could not be run by onnxruntime" in caplog.text and "it runs in torch" in caplog.text

@@ -136,9 +136,9 @@ class MedSAAdapter(Adapter):
     `datamodules.medsa`), prompted with one point at the patch centre; the sigmoid of the low-res
     logits goes back onto image pixels: low-res pixel u covers x0 + (u + 0.5) * side / L - 0.5.
 
-    cpu_runtime: what runs the image encoder (nearly all of a film's time) on the CPU: `onnxruntime`
-    or `openvino` (an ONNX export, made on first use and cached by the weights: `spinefm.runtime`), or
-    `torch`. On a GPU the encoder always runs in torch.
+    cpu_runtime: what runs the image encoder (nearly all of a film's time) on the CPU: `openvino`,
+    `openvino_bf16` or `onnxruntime` (an ONNX export, made on first use and cached by the weights:
+    `spinefm.runtime`), or `torch`. On a GPU the encoder always runs in torch.
     """
 
     role = "segmenter"
@@ -155,7 +155,7 @@ class MedSAAdapter(Adapter):
         low_res_size: int,
         prompt: str = "point",
         batch_size: int | None = None,
-        cpu_runtime: str = "onnxruntime",
+        cpu_runtime: str = "openvino",
     ):
         if prompt != "point":
             raise ValueError(

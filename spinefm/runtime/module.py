@@ -34,21 +34,37 @@ class CpuRuntimeModule(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if inputs.device.type != "cpu" or self.module.training or (torch.is_grad_enabled() and inputs.requires_grad):
             return self.module(inputs)
-        items = inputs.detach().float()
-        run = self._session(tuple(items.shape[1:]))
-        outputs = [run(np.ascontiguousarray(item[None].numpy())) for item in items]
-        return torch.from_numpy(np.concatenate(outputs)) if outputs else self.module(inputs)
+        run = self._session(tuple(inputs.shape[1:]))
+        if run is None or not len(inputs):
+            return self.module(inputs)
+        items = np.ascontiguousarray(inputs.detach().float().numpy())
+        return torch.from_numpy(np.concatenate([run(items[i : i + 1]) for i in range(len(items))]))
 
     def _session(self, shape: tuple[int, ...]):
+        """The runtime's session for items of `shape`; None where the module could not be exported
+        (it then runs in torch: slower, but the run goes on)."""
         if shape not in self._sessions:
-            example = torch.zeros((1, *shape))
-            key = fingerprint(self.module, (1, *shape), self.identity)
-            path = cached_export(self.module, example, key)
-            threads = torch.get_num_threads()
             try:
-                self._sessions[shape] = open_session(path, self.runtime, threads)
-            except Exception as error:  # a damaged cache entry: export again, once
-                log.warning("the cached export %s did not load (%s); exporting it again", path, error)
-                discard(path)
-                self._sessions[shape] = open_session(cached_export(self.module, example, key), self.runtime, threads)
+                self._sessions[shape] = self._open(shape)
+            except Exception as error:
+                log.warning(
+                    "%s could not be run by %s (%s: %s); it runs in torch",
+                    type(self.module).__name__,
+                    self.runtime,
+                    type(error).__name__,
+                    error,
+                )
+                self._sessions[shape] = None
         return self._sessions[shape]
+
+    def _open(self, shape: tuple[int, ...]):
+        example = torch.zeros((1, *shape))
+        key = fingerprint(self.module, (1, *shape), self.identity)
+        path = cached_export(self.module, example, key)
+        threads = torch.get_num_threads()
+        try:
+            return open_session(path, self.runtime, threads)
+        except Exception as error:  # a damaged cache entry: export again, once
+            log.warning("the cached export %s did not load (%s); exporting it again", path, error)
+            discard(path)
+            return open_session(cached_export(self.module, example, key), self.runtime, threads)
