@@ -92,16 +92,15 @@ def test_a_missing_runtime_package_is_named(monkeypatch):
         CpuRuntimeModule(torch.nn.Identity(), "tensorrt")
 
 
-class ThroughNumpy(torch.nn.Module):
-    """A module torch.export cannot trace (it leaves torch for numpy)."""
+class DataDependent(torch.nn.Module):
+    """A module torch.export cannot trace (a branch on the input's values)."""
 
     def forward(self, inputs):
-        return torch.from_numpy(inputs.numpy() * 2)
+        return inputs * 2 if inputs.sum() > 0 else inputs
 
 
-def test_a_module_that_cannot_be_exported_runs_in_torch(cache, caplog):
-    runtime = CpuRuntimeModule(ThroughNumpy(), "onnxruntime")
+def test_a_module_that_cannot_be_exported_runs_in_torch(cache):
+    runtime = CpuRuntimeModule(DataDependent().eval(), "onnxruntime")
     images = torch.rand(2, 3, 8, 8)
-    with torch.inference_mode():
+    with torch.inference_mode(), pytest.warns(RuntimeWarning, match="could not be run by onnxruntime.*runs in torch"):
         assert torch.equal(runtime(images), images * 2)
-    assert "could not be run by onnxruntime" in caplog.text and "it runs in torch" in caplog.text

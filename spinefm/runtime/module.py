@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import torch
@@ -47,12 +48,11 @@ class CpuRuntimeModule(nn.Module):
             try:
                 self._sessions[shape] = self._open(shape)
             except Exception as error:
-                log.warning(
-                    "%s could not be run by %s (%s: %s); it runs in torch",
-                    type(self.module).__name__,
-                    self.runtime,
-                    type(error).__name__,
-                    error,
+                warnings.warn(
+                    f"{type(self.module).__name__} could not be run by {self.runtime} "
+                    f"({type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}); it runs in torch",
+                    RuntimeWarning,
+                    stacklevel=2,
                 )
                 self._sessions[shape] = None
         return self._sessions[shape]
