@@ -190,18 +190,21 @@ def table(report: dict) -> str:
 def agreement(reference: list[LoopResult], results: list[LoopResult]) -> dict:
     """How far a runtime's results are from the reference's: films with the same levels, and the Dice
     of their instances paired top to bottom (films with as many instances as the reference)."""
-    dice = [
-        2 * crop_iou(a.mask, a.offset, b.mask, b.offset) / (1 + crop_iou(a.mask, a.offset, b.mask, b.offset))
-        for ref, res in zip(reference, results)
-        if len(ref.instances) == len(res.instances)
-        for a, b in zip(ref.instances, res.instances)
-    ]
+    ious = np.array(
+        [
+            crop_iou(a.mask, a.offset, b.mask, b.offset)
+            for ref, res in zip(reference, results)
+            if len(ref.instances) == len(res.instances)
+            for a, b in zip(ref.instances, res.instances)
+        ]
+    )
+    dice = 2 * ious / (1 + ious)  # Dice = 2 IoU / (1 + IoU)
     return {
         "same_levels": sum(a.levels == b.levels for a, b in zip(reference, results)),
         "same_count": sum(len(a.instances) == len(b.instances) for a, b in zip(reference, results)),
         "films": len(reference),
-        "mean_dice": float(np.mean(dice)) if dice else float("nan"),
-        "min_dice": float(np.min(dice)) if dice else float("nan"),
+        "mean_dice": float(dice.mean()) if dice.size else float("nan"),
+        "min_dice": float(dice.min()) if dice.size else float("nan"),
     }
 
 
@@ -257,7 +260,7 @@ def main() -> None:
         "--runtimes",
         nargs="+",
         choices=("torch", *CPU_RUNTIMES),
-        default=["torch", "onnxruntime"],
+        default=["torch", "openvino"],
         help="what runs Med-SA's image encoder on the CPU; the first is the reference",
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/pipeline_speed.json"))

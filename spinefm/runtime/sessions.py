@@ -31,7 +31,7 @@ def require_runtime(runtime: str) -> None:
     if importlib.util.find_spec(package) is None:
         raise MissingRuntime(
             f"the {runtime} runtime needs the Python package {package!r}, which is not installed: "
-            f"pip install {package} (or run the network in torch: runtime=torch)"
+            f"pip install {package} (or run the network in torch: cpu_runtime=torch)"
         )
 
 
