@@ -20,11 +20,11 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from datamodules.base import RecordDataModule
 from spinefm.data.intensity import to_uint8
-from spinefm.data.levels import normalize_level
+from spinefm.data.levels import normalize_level, offset_level
 from spinefm.data.patches import classifier_patch, median_spacing, patch_side
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord
-from spinefm.models.spine_end import BACKGROUND, class_names, levels_between_ends, vertebra_class, view_end_levels
+from spinefm.models.spine_end import levels_between_ends, sample_class, target_classes, view_end_levels
 from spinefm.progress import progress
 
 log = logging.getLogger(__name__)
@@ -51,17 +51,22 @@ def background_ring(record: ImageRecord, inner: float, outer: float) -> np.ndarr
     return (distance > inner * size) & (distance <= outer * size)
 
 
-def beyond_the_ends(record: ImageRecord, end_levels: Mapping, spacings: Sequence[float]) -> list[np.ndarray]:
-    """Points `spacings` centroid steps past each of the view's end landmarks that the record
-    annotates as its first (top) or last (bottom) level, continuing the step from its neighbour."""
+def beyond_the_ends(
+    record: ImageRecord, end_levels: Mapping, spacings: Sequence[float]
+) -> list[tuple[np.ndarray, str | None]]:
+    """(point, level) `spacings` centroid steps past each of the view's end landmarks that the record
+    annotates as its first (top) or last (bottom) level, continuing the step from its neighbour; the
+    level lies a whole number of steps past the landmark (C7 one above T1), else it is None."""
     ends = view_end_levels(end_levels, record.view)
     levels, points = record.levels, []
-    for end, index, neighbour in (("top", 0, 1), ("bottom", len(levels) - 1, len(levels) - 2)):
+    for end, index, neighbour, sign in (("top", 0, 1, -1), ("bottom", len(levels) - 1, len(levels) - 2, 1)):
         if len(levels) < 2 or not ends.get(end) or levels[index] != normalize_level(ends[end]):
             continue
         centroid = record.vertebrae[index].centroid()
         step = centroid - record.vertebrae[neighbour].centroid()
-        points += [centroid + k * step for k in spacings]
+        for k in spacings:
+            level = offset_level(levels[index], sign * round(k)) if float(k).is_integer() else None
+            points.append((centroid + k * step, level))
     return points
 
 
@@ -78,11 +83,40 @@ def sample_background(
     return np.stack([cols, rows], axis=1).astype(float)
 
 
+class FilmEdge(A.ImageOnlyTransform):
+    """Blanks a band from the top or the bottom edge of the patch, as where the film ends, up to
+    `max_fraction` of its side: the patch's centre stays on the film, and the film's edge stops
+    telling the level (on cropped films, those just past the labelled ends lie at the edge)."""
+
+    def __init__(self, max_fraction: float = 0.4, p: float = 0.5):
+        super().__init__(p=p)
+        if not 0.0 < max_fraction < 0.5:
+            raise ValueError(f"film_edge max_fraction must lie in (0, 0.5): the centre stays on, not {max_fraction}")
+        self.max_fraction = max_fraction
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+        side = params["shape"][0]
+        return {
+            "rows": int(self.py_random.uniform(0.0, self.max_fraction) * side),
+            "top": self.py_random.random() < 0.5,
+        }
+
+    def apply(self, img: np.ndarray, rows: int = 0, top: bool = True, **params) -> np.ndarray:
+        img = img.copy()
+        if top:
+            img[:rows] = 0
+        elif rows:
+            img[-rows:] = 0
+        return img
+
+
 def build_augment(config: Mapping | None) -> A.Compose | None:
     """Training augmentations from config entries (each optional; null / {} for none).
     No vertical flip: it would swap the top and bottom ends."""
     config = dict(config or {})
     transforms = []
+    if edge := config.get("film_edge"):
+        transforms.append(FilmEdge(edge["max_fraction"], p=edge["p"]))
     if config.get("hflip"):
         transforms.append(A.HorizontalFlip(p=config["hflip"]))
     if affine := config.get("affine"):
@@ -149,19 +183,22 @@ def balanced_sampler(labels: np.ndarray, num_classes: int, seed: int, balance: f
 
 
 class SpineEndDataModule(RecordDataModule):
-    """Classes come from `dataset["end_levels"]` (see `spinefm.models.spine_end.class_names`);
-    the stage config hands the same end levels to the module, so both agree on class indices.
+    """Classes come from `targets` and the dataset's end levels and level range (see
+    `spinefm.models.spine_end.target_classes`); the stage config hands the same to the module, so
+    both agree on class indices.
 
     patch: {mode: fixed | spacing, side_px, spacing_factor} (sides in original pixels).
     positive_jitter: positives' centres move up to this many vertebra sizes in x and y (training only).
     ring: {inner, outer}: background centres' distance from the nearest vertebra, in vertebra sizes.
-    beyond_ends: more background centres this many centroid spacings past each end landmark a film
-    annotates, along the spine (the skull above C2, the sacrum below L5: where a walk overshoots).
+    beyond_ends: more centres this many centroid spacings past each end landmark a film annotates,
+    along the spine (where a walk overshoots): background with end targets; with level targets the
+    level a whole number of spacings past (C7 above T1, S1 below L5) where it is a class.
     """
 
     def __init__(
         self,
         dataset,
+        targets: str = "ends",
         input_size: int = 224,
         patch: Mapping | None = None,
         positive_jitter: float = 0.1,
@@ -186,14 +223,17 @@ class SpineEndDataModule(RecordDataModule):
         self.balance = balance
         self.augment = augment
         self.end_levels = dict(self.dataset_cfg.get("end_levels") or {})
-        self.classes = class_names(self.end_levels)
+        self.classes = target_classes(
+            targets, self.end_levels, self.dataset_cfg.get("first_level"), self.dataset_cfg.get("last_level")
+        )
         self.level_counts: dict[str, dict[int, int]] = {}  # the decoder's count prior, from the training films
         self.class_prior: list[float] | None = None  # class frequencies as drawn in training
 
     def record_samples(
         self, record: ImageRecord, train: bool, rng: np.random.Generator
     ) -> tuple[list[np.ndarray], list[int]]:
-        """Patches and class indices of one image: one per vertebra, `negatives_per_image` around the spine."""
+        """Patches and class indices of one image: one per vertebra (none for a level the classes leave
+        out), `negatives_per_image` around the spine and those `beyond_ends` that lie on the film."""
         if not record.vertebrae:
             return [], []
         side = patch_side(self.patch, median_spacing(record))
@@ -202,18 +242,20 @@ class SpineEndDataModule(RecordDataModule):
             return [], []
         image8 = to_uint8(record.load_image())
         jitter = self.positive_jitter * vertebra_size(record) if train else 0.0
-        centres, labels = [], []
-        for vertebra in record.vertebrae:
-            centres.append(vertebra.centroid() + rng.uniform(-jitter, jitter, 2))
-            labels.append(self.classes.index(vertebra_class(vertebra.level, record.view, self.end_levels)))
-        background = list(
-            sample_background(record, self.negatives_per_image, self.ring["inner"], self.ring["outer"], rng)
-        )
-        background += [
-            c + rng.uniform(-jitter, jitter, 2) for c in beyond_the_ends(record, self.end_levels, self.beyond_ends)
+        vertebrae = [(v.centroid() + rng.uniform(-jitter, jitter, 2), v.level) for v in record.vertebrae]
+        ring = sample_background(record, self.negatives_per_image, self.ring["inner"], self.ring["outer"], rng)
+        beyond = [
+            (c + rng.uniform(-jitter, jitter, 2), lv)
+            for c, lv in beyond_the_ends(record, self.end_levels, self.beyond_ends)
         ]
-        centres += background
-        labels += [self.classes.index(BACKGROUND)] * len(background)
+        centres, labels = [], []
+        height, width = record.image_shape()
+        for centre, level in [*vertebrae, *((c, None) for c in ring), *beyond]:
+            name = sample_class(level, record.view, self.classes, self.end_levels)
+            on_film = 0 <= centre[0] < width and 0 <= centre[1] < height  # past a cut-off film: nothing to learn
+            if name is not None and on_film:
+                centres.append(centre)
+                labels.append(self.classes.index(name))
         return [classifier_patch(image8, c, side, self.input_size) for c in centres], labels
 
     def build_dataset(self, records: list[ImageRecord], train: bool) -> Dataset:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from spinefm.models.spine_end import BACKGROUND, class_names, vertebra_class
+from spinefm.models.spine_end import BACKGROUND, sample_class, target_classes
 from spinefm.pipeline import Detection, InductiveLoop, LabelConfig, MaskCrop
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
@@ -127,13 +127,15 @@ class OraclePredictor:
 
 class OracleClassifier:
     """The true class at each point as probabilities: `confidence` on it, the rest spread evenly.
+    targets: `ends` or `levels` (the classes of spinefm.models.spine_end.target_classes);
     always: this class everywhere; wrong: {level: class} called at those vertebrae instead."""
 
     patch = PATCH
 
-    def __init__(self, truth, end_levels=END_LEVELS, always=None, wrong=None, confidence=0.9):
+    def __init__(self, truth, end_levels=END_LEVELS, always=None, wrong=None, confidence=0.9, targets="ends"):
         self.truth, self.end_levels, self.always, self.wrong = truth, end_levels, always, dict(wrong or {})
-        self.classes, self.class_prior = class_names(end_levels), None
+        self.classes = target_classes(targets, end_levels, LABELS.first_level, LABELS.last_level)
+        self.class_prior = None
         self.confidence = confidence
 
     def name(self, centre) -> str:
@@ -145,7 +147,7 @@ class OracleClassifier:
         if index < 0:
             return BACKGROUND
         level = self.truth.record.vertebrae[index].level
-        return self.wrong.get(level) or vertebra_class(level, self.truth.record.view, self.end_levels)
+        return self.wrong.get(level) or sample_class(level, self.truth.record.view, self.classes, self.end_levels)
 
     def classify(self, requests):
         return [self.classify_one(r.centres) for r in requests]

@@ -5,7 +5,16 @@ import pytest
 
 from oracles import END_LEVELS, one_hot
 from spinefm.data.levels import level_range
-from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END, VERTEBRA, class_names, levels_between_ends
+from spinefm.models.spine_end import (
+    BACKGROUND,
+    BOTTOM_END,
+    TOP_END,
+    VERTEBRA,
+    class_names,
+    end_calls,
+    level_classes,
+    levels_between_ends,
+)
 from spinefm.pipeline import ChainView, DecodeConfig, decode_chain
 from spinefm.pipeline.decode import gap_ratios, l6_rate_from_counts
 
@@ -223,3 +232,54 @@ def test_an_even_chain_never_skips_and_an_unknown_gap_needs_the_evidence():
     del calls[7]
     blind = decode_chain(chain(calls), CLASSES, np.full(16, 0.9), AP, DecodeConfig())
     assert blind.levels == level_range("T1", "L4")
+
+
+LEVEL_CLASSES = level_classes("C2", "S1", END_LEVELS)  # background, C1..L5, S1
+
+
+def level_chain(levels, wrong=None, confidence=0.5):
+    """Each position's own level at `confidence`, a quarter of the rest on each neighbour (a patch
+    classifier is most often one level off), the remainder spread; wrong: {index: class called}."""
+    rows = []
+    for index, level in enumerate(levels):
+        called = (wrong or {}).get(index, level)
+        row = np.full(len(LEVEL_CLASSES), 0.0)
+        row[LEVEL_CLASSES.index(called)] = confidence
+        if called != BACKGROUND:
+            for neighbour in (LEVEL_CLASSES.index(called) - 1, LEVEL_CLASSES.index(called) + 1):
+                if 1 <= neighbour < len(LEVEL_CLASSES):
+                    row[neighbour] = (1.0 - confidence) / 4
+        row += (1.0 - row.sum()) / len(row)
+        rows.append(row)
+    return np.stack(rows)
+
+
+def test_level_evidence_outvotes_wrong_end_calls():
+    """Walked from C7 to S1 with a wrong call at both ends (T1 called C7, L5 called S1): every other
+    position says its level, so the chain is T1..L5 with C7 and S1 dropped, without the detector."""
+    levels = ["C7", *level_range("T1", "L5"), "S1"]
+    probabilities = level_chain(levels, wrong={1: "C7", 17: "S1"})
+    decoded = decode_chain(probabilities, LEVEL_CLASSES, np.zeros(len(levels)), AP, DecodeConfig())
+    assert decoded.levels[1:18] == level_range("T1", "L5") and decoded.kept == [False] + [True] * 17 + [False]
+
+
+def test_level_evidence_labels_a_film_cut_off_at_both_ends():
+    """T3..L2 with no end in sight: end classes could only count from the anchor (T1), level
+    evidence names each position; the same chain with end classes is labelled from T1."""
+    levels = level_range("T3", "L2")
+    decoded = decode_chain(level_chain(levels), LEVEL_CLASSES, np.zeros(len(levels)), AP, DecodeConfig())
+    assert decoded.levels == levels and all(decoded.kept)
+    assert decode([VERTEBRA] * len(levels), AP).levels == level_range("T1", "T12")
+
+
+@pytest.mark.parametrize("view, levels", [(CERVICAL, level_range("C2", "C7")), (LUMBAR, level_range("T11", "S1"))])
+def test_level_evidence_in_the_other_views(view, levels):
+    probabilities = level_chain(["C1", *levels] if view is CERVICAL else [*levels, BACKGROUND])
+    decoded = decode_chain(probabilities, LEVEL_CLASSES, np.zeros(len(probabilities)), view, DecodeConfig())
+    assert [lv for lv, kept in zip(decoded.levels, decoded.kept) if kept] == levels
+
+
+def test_end_calls_of_level_classes_are_the_levels_at_and_past_each_landmark():
+    assert end_calls(LEVEL_CLASSES, "T1", "L5") == {"top": {"C1", *level_range("C2", "T1")}, "bottom": {"L5", "S1"}}
+    assert end_calls(LEVEL_CLASSES, None, "S1") == {"top": set(), "bottom": {"S1"}}
+    assert end_calls(CLASSES, None, "S1") == {"top": {TOP_END}, "bottom": {BOTTOM_END}}  # as they always were

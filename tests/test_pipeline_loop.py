@@ -84,6 +84,28 @@ def test_one_wrong_call_ends_nothing_and_shifts_no_label(view, level, wrong):
     assert_matches_truth(without_detector, record)
 
 
+LEVEL_CALLS = [  # (view, level, the level called there): both ends and the middle one level off
+    ("lateral_cervical", "C2", "C1"),
+    ("lateral_cervical", "C5", "C6"),
+    ("lateral_lumbar", "L5", "S1"),
+    ("lateral_lumbar", "L2", "L1"),
+    ("ap_thoracolumbar", "T1", "C7"),
+    ("ap_thoracolumbar", "L5", "S1"),
+    ("ap_thoracolumbar", "T8", "T9"),
+]
+
+
+@pytest.mark.parametrize("view, level, wrong", LEVEL_CALLS)
+def test_level_classes_name_every_vertebra_past_one_wrong_call(view, level, wrong):
+    """The oracle with a class per level on every view, one vertebra called one level off (an end
+    called past itself among them): every vertebra and level found, from the seeds alone."""
+    record = phantom(view)
+    classifier = OracleClassifier(Truth(record), targets="levels", confidence=0.6, wrong={level: wrong})
+    result = oracle_loop(record, middle(record), classifier=classifier).run(record.image, view=view)
+    assert_matches_truth(result, record)
+    assert [i.spine_class for i in result.instances if i.level == level] == [wrong]
+
+
 @pytest.mark.parametrize("view", list(SEEDS))
 def test_levels_without_end_classes_count_from_the_view(view):
     """A classifier without end classes: cervical counts down from C2, lumbar up from S1,

@@ -91,14 +91,15 @@ def test_background_centres_lie_in_the_ring_with_x_as_column():
     assert background_ring(record, inner, outer)[centres[:, 1].astype(int), centres[:, 0].astype(int)].all()
 
 
-def test_background_beyond_the_end_landmarks_continues_the_spine():
-    """T1..T4 of an AP film: T1 is the top landmark, so background lies 1 and 2 steps above it; T4 is
-    no landmark, so nothing below. A lumbar film has no top landmark."""
+def test_points_beyond_the_end_landmarks_continue_the_spine_with_their_levels():
+    """T1..T4 of an AP film: T1 is the top landmark, so C7 lies 1 step above it and C6 2 steps (half
+    a step: no level); T4 is no landmark, so nothing below. A lumbar film has no top landmark."""
     vertebrae = [square(level, 40.0 + 2 * i, 60.0 + 16 * i, 6.0) for i, level in enumerate(("T1", "T2", "T3", "T4"))]
     record = ImageRecord("ap", vertebrae, image=np.zeros((220, 130), np.uint8), view="ap_thoracolumbar")
     end_levels = {"ap_thoracolumbar": {"top": "T1", "bottom": "L5"}, "lateral_lumbar": {"top": None, "bottom": "S1"}}
-    points = beyond_the_ends(record, end_levels, [1.0, 2.0])
-    assert np.allclose(points, [[38.0, 44.0], [36.0, 28.0]])
+    points, levels = zip(*beyond_the_ends(record, end_levels, [1.0, 2.0, 0.5]))
+    assert np.allclose(points, [[38.0, 44.0], [36.0, 28.0], [39.0, 52.0]])
+    assert levels == ("C7", "C6", None)
     record.view = "lateral_lumbar"
     assert beyond_the_ends(record, end_levels, [1.0, 2.0]) == []
 

@@ -7,9 +7,12 @@ the level (a disc, soft tissue, the edge of a vertebra already found). Before th
 after the last, the chain may run off the spine (the skull, the pelvis, soft tissue beyond a cut-off
 film): two catch-all states. The Viterbi path maximises the joint likelihood of:
 
-- the spine-end classifier's class probabilities at each position, read through the evidence rows of
-  `DecodeConfig` (the view's top end level expects `top_end`, its bottom end level `bottom_end`, the
-  levels between `vertebra`, vertebrae outside the labelled range mostly `background`, junk `background`);
+- the spine-end classifier's class probabilities at each position. A classifier with level classes
+  says which level each position is: a level's evidence is its own class (L6, which has none, the
+  mean of L5 and S1). End classes are read through the evidence rows of `DecodeConfig` (the view's
+  top end level expects `top_end`, its bottom end level `bottom_end`, the levels between `vertebra`).
+  Either way, levels with no class of their own and the chain's ends off the spine read the
+  `outside` row (mostly `background`; `vertebra` there means any level class), junk `background`;
 - the detector's support at each position (the best score of a detection there), which speaks for a
   vertebra of the range the detector was trained on;
 - the count prior: the number of levels from the top end to the bottom end is fixed by the level
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinefm.data.levels import LEVELS, level_index, normalize_level
+from spinefm.data.levels import LEVELS, is_level, level_above, level_below, level_index, normalize_level
 from spinefm.settings import check_fractions
 
 # Evidence rows: for each kind of position, the weight of each classifier class in its evidence.
@@ -308,15 +311,9 @@ def _evidence(
     unknown = ~np.isfinite(probabilities).all(axis=1)
     probabilities = np.where(unknown[:, None], 1.0 / len(classes), probabilities)
 
-    def row(name: str) -> np.ndarray:
-        weights = np.array([config.evidence[name].get(c, 0.0) for c in classes])
-        if name == "vertebra":  # an end class where the view has no such end is a vertebra all the same
-            weights[[c in states.missing_ends for c in classes]] = 1.0
-        if not weights.any():  # a landmark the classifier has no class for says nothing beyond `vertebra`
-            return row("vertebra")
-        return np.log(config.min_evidence + (1.0 - config.min_evidence) * np.clip(probabilities @ weights, 0.0, 1.0))
-
-    rows = {name: row(name) for name in set(states.rows) | {"junk"}}
+    weights = _class_weights(states, classes, config)
+    floored = config.min_evidence + (1.0 - config.min_evidence) * np.clip(probabilities @ weights.T, 0.0, 1.0)
+    logs = np.log(floored)  # (N, S + 1): the real states, then junk
     detected = support > 0
     in_range = config.detector_weight * np.log(
         np.where(detected, np.maximum(support, config.detector_floor), config.detector_miss)
@@ -324,11 +321,43 @@ def _evidence(
     out_of_range = config.detector_weight * np.log(
         np.where(detected, np.maximum(1.0 - support, config.detector_floor), 1.0)
     )
-    real = np.stack([rows[name] for name in states.rows], axis=1)
-    real += np.where(states.kept[None, :], in_range[:, None], out_of_range[:, None])
+    real = logs[:, :-1] + np.where(states.kept[None, :], in_range[:, None], out_of_range[:, None])
     if states.anchor is not None:
         real[:, states.anchor] += np.log(config.anchor_bonus)
-    return _Evidence(real, rows["junk"] + out_of_range)
+    return _Evidence(real, logs[:, -1] + out_of_range)
+
+
+def _class_weights(states: _States, classes: list[str], config: DecodeConfig) -> np.ndarray:
+    """(S + 1, C): the weight of each class in the evidence of each real state, then of junk."""
+    level_classes = [is_level(c) for c in classes]
+
+    def row(name: str) -> np.ndarray:
+        spec = config.evidence[name]
+        weights = np.array([spec.get(c, 0.0) for c in classes])
+        if any(level_classes):  # `vertebra` in a row: any level
+            weights[level_classes] = spec.get("vertebra", 0.0)
+        elif name == "vertebra":  # an end class where the view has no such end is a vertebra all the same
+            weights[[c in states.missing_ends for c in classes]] = 1.0
+        if not weights.any():  # a landmark the classifier has no class for says nothing beyond `vertebra`
+            return row("vertebra")
+        return weights
+
+    def level_row(level: str) -> np.ndarray | None:
+        """A level's own class; one without (L6): the mean of its neighbours'; None: neither has one."""
+        if level in classes:
+            return np.array([float(c == level) for c in classes])
+        neighbours = [n for n in (level_above(level), level_below(level)) if n in classes]
+        if not neighbours:
+            return None
+        return np.array([float(c in neighbours) / len(neighbours) for c in classes])
+
+    if not any(level_classes):
+        return np.stack([*(row(kind) for kind in states.rows), row("junk")])
+    rows = []
+    for name, kept in zip(states.names, states.kept):
+        own = level_row(name) if name in classes or (kept and name in LEVELS) else None
+        rows.append(row("outside") if own is None else own)
+    return np.stack([*rows, row("junk")])
 
 
 def _backtrack(real_score, junk_score, real_from, junk_from, states: _States) -> Decoded:

@@ -32,6 +32,7 @@ import numpy as np
 
 from spinefm.data.intensity import to_uint8
 from spinefm.data.patches import patch_side
+from spinefm.models.spine_end import end_calls
 from spinefm.pipeline.claims import Detections, unclaimed_detections
 from spinefm.pipeline.decode import decode_chain
 from spinefm.pipeline.geometry import best_run, chain_spacing, order_along_spine
@@ -138,9 +139,19 @@ class InductiveLoop:
         up = Walker(UP, centroids[::-1], seeds[0].probability)
         down = Walker(DOWN, centroids, seeds[-1].probability)
         classes = list(self.classifier.classes)
+        landmarks = config.labels.chain_view(view, config.decode.l6_rate)
+        calls = end_calls(classes, landmarks.top_end, landmarks.bottom_end)
         for walkers in ([up], [down]) if config.sequential else ([up, down],):
             yield from walk_directions(
-                film, walkers, claims, trace, config, self.segmenter.patch, self.classifier.patch, classes
+                film,
+                walkers,
+                claims,
+                trace,
+                config,
+                self.segmenter.patch,
+                self.classifier.patch,
+                classes,
+                {UP: calls["top"], DOWN: calls["bottom"]},
             )
         trace.stops = {UP: up.stop, DOWN: down.stop}
         found = yield from repair_chain(

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spinefm.data.patches import patch_side
-from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END
+from spinefm.models.spine_end import BACKGROUND
 from spinefm.pipeline.claims import Detections
 from spinefm.pipeline.geometry import chain_spacing, inside, mask_iou, mask_score
 from spinefm.pipeline.loop_config import LoopConfig
 from spinefm.pipeline.requests import Classify, Predict, Request, Segment
-from spinefm.pipeline.types import UP, ChainPosition, MaskCrop, Step, Trace
+from spinefm.pipeline.types import ChainPosition, MaskCrop, Step, Trace
 
 
 @dataclass
@@ -60,9 +60,11 @@ def walk_directions(
     segment_patch: Mapping,
     classify_patch: Mapping,
     classes: list[str],
+    end_calls: Mapping[str, frozenset[str]],
 ) -> Generator[Request, object, None]:
     """Step `walkers` together until each has stopped; steps go to `trace.steps`, kept positions to
-    each walker's `found`. segment_patch / classify_patch: the components' patch settings."""
+    each walker's `found`. segment_patch / classify_patch: the components' patch settings; end_calls:
+    per direction, the classes that call its end."""
     height, width = film.shape
     while True:
         for walker in walkers:
@@ -109,7 +111,8 @@ def walk_directions(
         sides = tuple(patch_side(classify_patch, w.spacing) for w, _, _ in kept)
         answers = yield Classify(film, centres, sides)
         for (walker, step, crop), probabilities, side in zip(kept, answers, sides):
-            _advance(walker, step, crop, np.asarray(probabilities, dtype=np.float64), side, claims, config, classes)
+            probabilities = np.asarray(probabilities, dtype=np.float64)
+            _advance(walker, step, crop, probabilities, side, claims, config, classes, end_calls[walker.direction])
 
 
 def _advance(
@@ -121,6 +124,7 @@ def _advance(
     claims: Detections,
     config: LoopConfig,
     classes: list[str],
+    end_classes: frozenset[str],
 ) -> None:
     """Add the step to its direction's chain, then stop the direction after `patience` doubtful steps."""
     step.probabilities = dict(zip(classes, probabilities.tolist()))
@@ -128,7 +132,7 @@ def _advance(
     step.support = claims.claim(crop)
     walker.found.append(ChainPosition(crop, step.refined, walker.direction, probabilities, step.support, step, side))
     walker.chain.append(step.refined)
-    end_call = step.spine_class == (TOP_END if walker.direction == UP else BOTTOM_END)
+    end_call = step.spine_class in end_classes
     walker.end_called |= end_call
     doubtful = (end_call or step.spine_class == BACKGROUND) and step.support == 0.0
     walker.doubts = walker.doubts + 1 if doubtful else 0

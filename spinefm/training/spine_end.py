@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from spinefm.models.spine_end import class_names
+from spinefm.models.spine_end import target_classes
 from spinefm.training.base import ComponentModule
 
 log = logging.getLogger(__name__)
@@ -18,9 +18,10 @@ CONFUSION_FILE = "confusion_matrices.csv"  # in the run folder
 
 
 class SpineEndModule(ComponentModule):
-    """`inference.end_levels` (the dataset's, by interpolation in the stage config) fixes the classes:
-    `model.num_classes` and `inference.classes` (names in index order) are derived from it here and
-    stored in every checkpoint. `class_weights`: optional CE weight per class, in that order.
+    """`targets` (`ends` | `levels`), `inference.end_levels` (the dataset's, by interpolation in the
+    stage config) and the dataset's level range fix the classes: `model.num_classes` and
+    `inference.classes` (names in index order) are derived from them here and stored in every
+    checkpoint. `class_weights`: optional CE weight per class, in that order.
     """
 
     component = "spine_end"
@@ -33,11 +34,15 @@ class SpineEndModule(ComponentModule):
         inference: dict | None = None,
         dataset: dict | None = None,
         class_weights: list[float] | None = None,
+        targets: str = "ends",
     ):
         inference = dict(inference or {})
         if "end_levels" not in inference:
             raise ValueError("spine_end needs inference.end_levels (the dataset's end_levels) to know its classes")
-        classes = class_names(inference["end_levels"])
+        dataset = dict(dataset or {})
+        classes = target_classes(
+            targets, inference["end_levels"], dataset.get("first_level"), dataset.get("last_level")
+        )
         # Rebound before super().__init__ so that save_hyperparameters records the derived values.
         inference["classes"] = classes
         model = {**model, "num_classes": len(classes)}
