@@ -83,40 +83,11 @@ def sample_background(
     return np.stack([cols, rows], axis=1).astype(float)
 
 
-class FilmEdge(A.ImageOnlyTransform):
-    """Blanks a band from the top or the bottom edge of the patch, as where the film ends, up to
-    `max_fraction` of its side: the patch's centre stays on the film, and the film's edge stops
-    telling the level (on cropped films, those just past the labelled ends lie at the edge)."""
-
-    def __init__(self, max_fraction: float = 0.4, p: float = 0.5):
-        super().__init__(p=p)
-        if not 0.0 < max_fraction < 0.5:
-            raise ValueError(f"film_edge max_fraction must lie in (0, 0.5): the centre stays on, not {max_fraction}")
-        self.max_fraction = max_fraction
-
-    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
-        side = params["shape"][0]
-        return {
-            "rows": int(self.py_random.uniform(0.0, self.max_fraction) * side),
-            "top": self.py_random.random() < 0.5,
-        }
-
-    def apply(self, img: np.ndarray, rows: int = 0, top: bool = True, **params) -> np.ndarray:
-        img = img.copy()
-        if top:
-            img[:rows] = 0
-        elif rows:
-            img[-rows:] = 0
-        return img
-
-
 def build_augment(config: Mapping | None) -> A.Compose | None:
     """Training augmentations from config entries (each optional; null / {} for none).
     No vertical flip: it would swap the top and bottom ends."""
     config = dict(config or {})
     transforms = []
-    if edge := config.get("film_edge"):
-        transforms.append(FilmEdge(edge["max_fraction"], p=edge["p"]))
     if config.get("hflip"):
         transforms.append(A.HorizontalFlip(p=config["hflip"]))
     if affine := config.get("affine"):
