@@ -17,6 +17,14 @@ def test_detections_no_position_is_centred_on_within_the_chain_re_prompt():
     assert uncentred(CHAIN[:1], detections, SPACING, centred=0.25) == []
 
 
+def test_detections_that_continue_the_chain_past_its_ends_re_prompt():
+    """Below the bottom (50): 65 and 80 continue it within 2 spacings, 120 is too far from 80;
+    above the top (0): -30 is too far."""
+    detections = np.array([[0.0, 80.0], [0.0, 65.0], [1.0, 120.0], [0.0, -30.0], [1.0, 30.0]])
+    assert uncentred(CHAIN, detections, SPACING, centred=0.25, reach=2.0) == [0, 1, 4]
+    assert uncentred(CHAIN, detections, SPACING, centred=0.25) == [4]
+
+
 def test_mask_iou_and_conflicts_of_masks():
     square = MaskCrop(np.ones((4, 4), np.float32), (0, 0))
     shifted = MaskCrop(np.ones((4, 4), np.float32), (2, 0))

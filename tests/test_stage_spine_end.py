@@ -191,10 +191,6 @@ def test_init_checkpoint_folds_rgb_skips_head_and_names_mismatches(tmp_path):
         SpineEndClassifier("tiny", init_checkpoint=str(tmp_path / "absent.pth"))
 
 
-def test_train_py_fast_dev_run(tmp_path, one_thread):
-    run_train(tmp_path, *TINY, "debug=fast_dev_run", "stage.data.input_size=32")
-
-
 def test_tiny_model_learns_and_its_checkpoint_reloads(tmp_path, one_thread):
     overrides = ["stage.data.input_size=64", "dataset.reader.num_images={train:64,val:16,test:0}", "stage.max_epochs=6"]
     run_train(tmp_path, *TINY, *overrides)

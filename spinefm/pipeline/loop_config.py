@@ -29,7 +29,9 @@ class LoopConfig:
     repair_centred (spacings; 0: no repairs): after the walk, a confident detection within the
     chain's extent with no position this close re-prompts the segmenter; the new mask replaces the
     positions it overlaps (sharing more than repair_overlap of the smaller mask) if it agrees better
-    with the detection's mask, or fills a gap (`repair`).
+    with the detection's mask, or fills a gap (`repair`). repair_reach (spacings; 0: none): so do
+    confident detections past the chain's ends that continue it, each within this many spacings of
+    the end or of the previous one.
     final_threshold (None: mask_threshold), smooth_sigma (Gaussian on the probabilities, px; 0: none),
     opening_radius (binary opening, px; 0: none): the final masks. duplicate_iou: of two final masks
     overlapping more, the lower-scoring one is dropped. crop_floor: instance crops keep the box of
@@ -51,6 +53,7 @@ class LoopConfig:
     snap_score: float = 0.7
     repair_centred: float = 0.25
     repair_overlap: float = 0.2
+    repair_reach: float = 2.0
     final_threshold: float | None = None
     smooth_sigma: float = 0.0
     opening_radius: int = 0
@@ -68,8 +71,10 @@ class LoopConfig:
             self.labels = LabelConfig(**self.labels)
         if isinstance(self.decode, Mapping):
             self.decode = DecodeConfig(**self.decode)
-        if self.repair_centred < 0:
-            raise ValueError(f"repair_centred must not be negative, not {self.repair_centred}")
+        if self.repair_centred < 0 or self.repair_reach < 0:
+            raise ValueError(
+                f"repair_centred and repair_reach must not be negative, not {self.repair_centred}, {self.repair_reach}"
+            )
         if self.num_seeds < 1 or self.max_steps < 0 or self.patience < 1:
             raise ValueError("num_seeds and patience must be at least 1 and max_steps at least 0")
         check_fractions(

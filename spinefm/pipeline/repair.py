@@ -12,8 +12,12 @@ masks are taken best detection first:
   replaces them when it agrees better (IoU) with the detection's own mask than each of them does;
 - a new mask that overlaps none fills a gap (a vertebra stepped over).
 
-The repaired chain is ordered along the spine again. Detections beyond the chain's ends are left
-alone: the walk already went there or stopped for a reason.
+The same holds past the chain's ends for the detections that continue it: each within
+`repair_reach` spacings of the chain's end or of the previous one. A walk that strayed from the
+spine and stopped on doubtful calls with confident detections further on (beyond its lookahead)
+would otherwise leave those vertebrae out. Isolated detections past the ends are left alone.
+
+The repaired chain is ordered along the spine again.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def repair_chain(
     centres = np.stack([f.centroid for f in found])
     spacing = chain_spacing(list(centres))
     points = np.stack([d.centroid for d in confident])
-    chosen = [confident[i] for i in uncentred(centres, points, spacing, config.repair_centred)]
+    chosen = [confident[i] for i in uncentred(centres, points, spacing, config.repair_centred, config.repair_reach)]
     if not chosen:
         return found
     side = patch_side(segment_patch, spacing)
@@ -78,16 +82,26 @@ def repair_chain(
     return [chain[i] for i in order_along_spine(np.stack([f.centroid for f in chain]))]
 
 
-def uncentred(chain: np.ndarray, detections: np.ndarray, spacing: float, centred: float) -> list[int]:
+def uncentred(
+    chain: np.ndarray, detections: np.ndarray, spacing: float, centred: float, reach: float = 0.0
+) -> list[int]:
     """Indices of the detections (M, 2) that no chain position (N, 2) lies within `centred` spacings
-    of and that lie within the chain's extent along the spine."""
+    of and that lie within the chain's extent along the spine, or continue it past an end: each
+    within `reach` spacings of the end or of the previous such detection."""
     if len(chain) < 2 or not len(detections) or spacing <= 0:
         return []
     distance = np.linalg.norm(detections[:, None, :] - chain[None, :, :], axis=2).min(axis=1) / spacing
     centre, direction = spine_line(chain)
     along, extent = (detections - centre) @ direction, (chain - centre) @ direction
-    inside = (along >= extent.min()) & (along <= extent.max())
-    return [int(i) for i in np.flatnonzero((distance > centred) & inside)]
+    chosen = (along >= extent.min()) & (along <= extent.max())
+    ends = ((chain[int(extent.argmin())], along < extent.min()), (chain[int(extent.argmax())], along > extent.max()))
+    for end, past in ends:
+        last = end
+        for i in sorted(np.flatnonzero(past), key=lambda i: abs(along[i] - (end - centre) @ direction)):
+            if np.linalg.norm(detections[i] - last) > reach * spacing:
+                break
+            chosen[i], last = True, detections[i]
+    return [int(i) for i in np.flatnonzero((distance > centred) & chosen)]
 
 
 def conflicts(crop: MaskCrop, masks: list[MaskCrop], threshold: float, max_share: float) -> list[int]:
