@@ -245,7 +245,7 @@ class Predictor(Protocol):
 
 class Classifier(Protocol):
     patch: dict
-    classes: list[str]  # `spinefm.models.spine_end.class_names` order
+    classes: list[str]  # the classifier's classes in index order (`spinefm.models.spine_end.target_classes`)
     class_prior: list[float] | None  # class frequencies in training (None: every class equally often)
 
     def classify(self, requests: Sequence[Patches]) -> list[np.ndarray]:
