@@ -125,6 +125,12 @@ def test_patches_are_exact_at_the_image_borders():
     )
     with pytest.raises(ValueError, match="patch.mode"):
         patch_side({"mode": "relative"}, 10.0)
+    # fill: reflect mirrors the film at its edge (row -1 is row 0, column 30 is column 29)
+    module.patch["fill"] = "reflect"
+    mirrored, _ = module.record_samples(record, train=False, rng=np.random.default_rng(0))
+    padded = np.pad(image, 1, mode="symmetric")
+    np.testing.assert_array_equal(mirrored[0], padded[:9, :9])
+    np.testing.assert_array_equal(mirrored[1][:7, :8], padded[34:41, 24:32])
 
 
 @pytest.fixture(scope="module")
