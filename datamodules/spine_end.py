@@ -158,8 +158,7 @@ class SpineEndDataModule(RecordDataModule):
     `spinefm.models.spine_end.target_classes`); the stage config hands the same to the module, so
     both agree on class indices.
 
-    patch: {mode: fixed | spacing, side_px, spacing_factor, fill: zero | reflect} (sides in original
-    pixels; fill: what a patch shows past the film's edge).
+    patch: {mode: fixed | spacing, side_px, spacing_factor} (sides in original pixels).
     positive_jitter: positives' centres move up to this many vertebra sizes in x and y (training only).
     ring: {inner, outer}: background centres' distance from the nearest vertebra, in vertebra sizes.
     beyond_ends: more centres this many centroid spacings past each end landmark a film annotates,
@@ -183,7 +182,7 @@ class SpineEndDataModule(RecordDataModule):
     ):
         super().__init__(dataset, **kwargs)
         self.input_size = input_size
-        self.patch = {"mode": "spacing", "side_px": 512, "spacing_factor": 3.0, "fill": "zero", **dict(patch or {})}
+        self.patch = {"mode": "spacing", "side_px": 512, "spacing_factor": 3.0, **dict(patch or {})}
         self.positive_jitter = positive_jitter
         self.negatives_per_image = negatives_per_image
         self.ring = {"inner": 0.25, "outer": 1.0, **dict(ring or {})}
@@ -228,8 +227,7 @@ class SpineEndDataModule(RecordDataModule):
             if name is not None and on_film:
                 centres.append(centre)
                 labels.append(self.classes.index(name))
-        fill = self.patch["fill"]
-        return [classifier_patch(image8, c, side, self.input_size, fill) for c in centres], labels
+        return [classifier_patch(image8, c, side, self.input_size) for c in centres], labels
 
     def build_dataset(self, records: list[ImageRecord], train: bool) -> Dataset:
         split = "train" if train else "val"

@@ -125,12 +125,6 @@ def test_patches_are_exact_at_the_image_borders():
     )
     with pytest.raises(ValueError, match="patch.mode"):
         patch_side({"mode": "relative"}, 10.0)
-    # fill: reflect mirrors the film at its edge (row -1 is row 0, column 30 is column 29)
-    module.patch["fill"] = "reflect"
-    mirrored, _ = module.record_samples(record, train=False, rng=np.random.default_rng(0))
-    padded = np.pad(image, 1, mode="symmetric")
-    np.testing.assert_array_equal(mirrored[0], padded[:9, :9])
-    np.testing.assert_array_equal(mirrored[1][:7, :8], padded[34:41, 24:32])
 
 
 @pytest.fixture(scope="module")
@@ -240,11 +234,11 @@ def test_a_tiny_level_classifier_beats_chance_on_synthetic_films(tmp_path, one_t
     """Level targets: a class per level (C1..S1 for the synthetic views) and background; a tiny net
     names most vertebrae within one level, and its checkpoint carries the level classes."""
     overrides = ["stage.data.input_size=64", "dataset.reader.num_images={train:48,val:12,test:0}", "stage.max_epochs=5"]
-    run_train(tmp_path, *TINY, *overrides, "stage.module.targets=levels", "stage.data.patch.fill=reflect")
+    run_train(tmp_path, *TINY, *overrides, "stage.module.targets=levels")
     (run,) = run_dirs(tmp_path, "train_spine_end")
     result = metrics(run)
     classes = level_classes("C2", "S1", dataset_config("synthetic")["end_levels"])
     assert result["metrics"]["val/level_within_one"] > 0.5  # chance: about 3 in 25
     assert result["best_value"] > 3 / len(classes)
     _, info = load_component(result["best_checkpoint"])
-    assert info["inference"]["classes"] == classes and info["inference"]["patch"]["fill"] == "reflect"
+    assert info["inference"]["classes"] == classes

@@ -1,6 +1,6 @@
 """What the networks see of a film, cut the same way in training and inference: the detector's
 film scaled to a long side, and square patches around a point (Med-SA, spine-end classifier),
-cropped exactly (integer offsets; outside the image, zeros or the film mirrored at its edge)."""
+cropped exactly (integer offsets, zero fill outside the image)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import numpy as np
 from spinefm.data.intensity import to_uint8
 
 PATCH_MODES = ("fixed", "spacing")
-PATCH_FILLS = ("zero", "reflect")
 
 
 def scale_image(pixels: np.ndarray, image_size: int) -> np.ndarray:
@@ -29,21 +28,14 @@ def patch_origin(center_xy, side: int) -> tuple[int, int]:
     return int(np.floor(center_xy[0] - (side - 1) / 2 + 0.5)), int(np.floor(center_xy[1] - (side - 1) / 2 + 0.5))
 
 
-def crop_patch(image: np.ndarray, origin: tuple[int, int], side: int, fill: str = "zero") -> np.ndarray:
-    """image[y0:y0+side, x0:x0+side], where the patch leaves the image filled with zeros or
-    (`reflect`) the image mirrored at its edge, so that where the film ends does not show."""
-    if fill not in PATCH_FILLS:
-        raise ValueError(f"patch fill must be one of {PATCH_FILLS}, not {fill!r}")
+def crop_patch(image: np.ndarray, origin: tuple[int, int], side: int) -> np.ndarray:
+    """image[y0:y0+side, x0:x0+side], with zeros where the patch leaves the image."""
     x0, y0 = origin
     patch = np.zeros((side, side), dtype=image.dtype)
     height, width = image.shape[:2]
     ya, yb, xa, xb = max(y0, 0), min(y0 + side, height), max(x0, 0), min(x0 + side, width)
     if ya < yb and xa < xb:
         patch[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
-        if fill == "reflect" and (ya - y0, y0 + side - yb, xa - x0, x0 + side - xb) != (0, 0, 0, 0):
-            patch = cv2.copyMakeBorder(
-                image[ya:yb, xa:xb], ya - y0, y0 + side - yb, xa - x0, x0 + side - xb, cv2.BORDER_REFLECT
-            )
     return patch
 
 
@@ -55,10 +47,10 @@ def resize_square(patch: np.ndarray, size: int, nearest: bool = False) -> np.nda
     return cv2.resize(patch, (size, size), interpolation=interpolation)
 
 
-def classifier_patch(image8: np.ndarray, center_xy, side: int, input_size: int, fill: str = "zero") -> np.ndarray:
-    """The uint8 input_size x input_size patch the classifier sees around a point (`fill` off the image);
+def classifier_patch(image8: np.ndarray, center_xy, side: int, input_size: int) -> np.ndarray:
+    """The uint8 input_size x input_size patch the classifier sees around a point (zeros off the image);
     image8 is the film through `spinefm.data.intensity.to_uint8`, the model input is patch / 255."""
-    return resize_square(crop_patch(image8, patch_origin(center_xy, side), side, fill), input_size)
+    return resize_square(crop_patch(image8, patch_origin(center_xy, side), side), input_size)
 
 
 def median_spacing(record) -> float | None:

@@ -272,8 +272,7 @@ class SpineEndAdapter(Adapter):
         return split(np.mean(probabilities, axis=0), counts)
 
     def cut(self, film: np.ndarray, centres: np.ndarray, sides: Sequence[int]) -> np.ndarray:
-        fill = self.patch.get("fill", "zero")  # older checkpoints: zeros
-        patches = [classifier_patch(film, c, side, self.input_size, fill) for c, side in zip(centres, sides)]
+        patches = [classifier_patch(film, c, side, self.input_size) for c, side in zip(centres, sides)]
         return np.stack(patches).reshape(-1, self.input_size, self.input_size)
 
     @torch.inference_mode()
