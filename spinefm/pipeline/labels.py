@@ -2,9 +2,10 @@
 anchor end and the count prior (`spinefm.pipeline.decode`).
 
 A view's landmarks are its `end_levels` entry (the levels the classifier's `top_end` / `bottom_end`
-mark, or where its level classes call the view's ends); its labelled range runs from its top landmark, else the dataset's first_level, to its bottom
-landmark, else the dataset's last_level. Where the chain shows no end, counting starts at the view's
-`anchors` end (cervical: down from C2 at the top; lumbar: up from S1 at the bottom).
+mark, or where its level classes call the view's ends); its labelled range runs from its top
+landmark, else the dataset's first_level, to its bottom landmark, else the dataset's last_level.
+Where the chain shows no end, counting starts at the view's `anchors` end (cervical: down from C2
+at the top; lumbar: up from S1 at the bottom).
 """
 
 from __future__ import annotations
