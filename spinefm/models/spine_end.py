@@ -63,14 +63,14 @@ def level_classes(first_level: str | None, last_level: str | None, end_levels: M
     if not first_level or not last_level:
         raise ValueError("level targets need the dataset's first_level and last_level")
     first, last = level_index(first_level), level_index(last_level)
+    if first > last:
+        raise ValueError(f"level range {first_level}..{last_level} runs bottom to top")
     for ends in end_levels.values():
         ends = ends or {}
         if ends.get("top") and (beyond := level_above(ends["top"])):
             first = min(first, level_index(beyond))
         if ends.get("bottom") and (beyond := level_below(ends["bottom"])):
             last = max(last, level_index(beyond))
-    if first > last:
-        raise ValueError(f"level range {first_level}..{last_level} runs bottom to top")
     return [BACKGROUND, *(lv for lv in LEVELS[first : last + 1] if lv not in OPTIONAL_LEVELS)]
 
 

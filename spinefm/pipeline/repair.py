@@ -93,11 +93,11 @@ def uncentred(
     distance = np.linalg.norm(detections[:, None, :] - chain[None, :, :], axis=2).min(axis=1) / spacing
     centre, direction = spine_line(chain)
     along, extent = (detections - centre) @ direction, (chain - centre) @ direction
-    chosen = (along >= extent.min()) & (along <= extent.max())
-    ends = ((chain[int(extent.argmin())], along < extent.min()), (chain[int(extent.argmax())], along > extent.max()))
-    for end, past in ends:
-        last = end
-        for i in sorted(np.flatnonzero(past), key=lambda i: abs(along[i] - (end - centre) @ direction)):
+    top, bottom = int(extent.argmin()), int(extent.argmax())
+    chosen = (along >= extent[top]) & (along <= extent[bottom])
+    for end, past in ((top, along < extent[top]), (bottom, along > extent[bottom])):
+        last = chain[end]
+        for i in sorted(np.flatnonzero(past), key=lambda i: abs(along[i] - extent[end])):
             if np.linalg.norm(detections[i] - last) > reach * spacing:
                 break
             chosen[i], last = True, detections[i]

@@ -54,9 +54,13 @@ class SpineEndModule(ComponentModule):
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
         self.val_confusion = MulticlassConfusionMatrix(num_classes=len(classes))
-        # each class's place in the level order (-1: background); None with end targets
-        levels = [level_index(c) if is_level(c) else -1 for c in classes]
-        self.level_order = torch.tensor(levels) if targets == "levels" else None
+        # level targets: which predicted class is within one level of which true class (None: end targets)
+        near = None
+        if targets == "levels":
+            levels = torch.tensor([is_level(c) for c in classes])
+            order = torch.tensor([level_index(c) if is_level(c) else 0 for c in classes])
+            near = ((order[:, None] - order[None, :]).abs() <= 1) & levels[:, None] & levels[None, :]
+        self.register_buffer("level_near", near, persistent=False)
         self.last_confusion_matrix: torch.Tensor | None = None
         self.level_counts: dict[str, dict[int, int]] = {}
         self.class_prior: list[float] | None = None
@@ -102,12 +106,10 @@ class SpineEndModule(ComponentModule):
         for name, value, has_samples in zip(self.classes, recall, present):
             if has_samples:
                 self.log(f"val/accuracy_{name}", value)
-        if self.level_order is not None:  # level targets: vertebrae called their level or a neighbour
-            order, is_vertebra = self.level_order.to(confusion.device), self.level_order >= 0
-            near = ((order[:, None] - order[None, :]).abs() <= 1) & is_vertebra[None, :].to(confusion.device)
-            vertebrae = confusion[is_vertebra]
-            hits = (vertebrae * near[is_vertebra].to(vertebrae)).sum()
-            self.log("val/level_within_one", hits / vertebrae.sum().clamp_min(1))
+        if self.level_near is not None:  # vertebrae called their level or a neighbour
+            near = self.level_near.to(confusion)
+            vertebrae = confusion.sum(dim=1) @ near.diagonal()  # rows of level classes
+            self.log("val/level_within_one", (confusion * near).sum() / vertebrae.clamp_min(1))
         self.last_confusion_matrix = confusion.cpu()
         if not self.trainer.sanity_checking and self.trainer.is_global_zero:
             append_confusion(
