@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
@@ -112,7 +114,10 @@ class MedSAModule(ComponentModule):
         info = checkpoint.get("spinefm") or {}
         if not info.get("trainable_only"):
             return
-        saved, built = info.get("model") or {}, self.model.base_identity()
+        built = self.model.base_identity()
+        # a setting that older checkpoints lack had its default value
+        defaults = {k: p.default for k, p in inspect.signature(type(self.model)).parameters.items()}
+        saved = {**{k: defaults[k] for k in built if k in defaults}, **(info.get("model") or {})}
         differ = {
             k: (saved.get(k), built.get(k)) for k in sorted(set(saved) | set(built)) if saved.get(k) != built.get(k)
         }

@@ -9,6 +9,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from spinefm.models.medsa.adapter import AdapterLayer
 from spinefm.models.medsa.backbones import build_backbone, tiny_config
+from spinefm.models.medsa.decoder import use_decoder_blocks
 from spinefm.models.medsa.inject import inject_adapters
 
 TRAINABLE_GROUPS = ("adapters", "mask_decoder", "prompt_encoder", "image_encoder", "iou_head")
@@ -27,6 +28,10 @@ class MedSA(nn.Module):
                       prompt type or find_unused_parameters)
       image_encoder   the base encoder weights (full fine-tuning; the adapters are a separate group)
     A BatchNorm whose parameters are frozen (LiteMedSAM's encoder) stays in eval mode in train().
+
+    normalise_input: images are standardised with the backbone's pixel mean and std (false: they go
+    to the encoder in [0, 1] as they are, the Medical-SAM-Adapter repository's convention).
+    decoder_blocks: `sam` | `residual_self_attention` (that repository's decoder: `decoder.py`).
     """
 
     def __init__(
@@ -38,6 +43,8 @@ class MedSA(nn.Module):
         mlp_adapter_scale: float = 0.5,
         trainable: tuple[str, ...] = ("adapters", "mask_decoder"),
         allow_random: bool = False,
+        normalise_input: bool = True,
+        decoder_blocks: str = "sam",
     ) -> None:
         super().__init__()
         trainable = tuple(trainable)
@@ -49,8 +56,10 @@ class MedSA(nn.Module):
         self.prompt_encoder = parts.prompt_encoder
         self.mask_decoder = parts.mask_decoder
         inject_adapters(self.image_encoder, adapter_ratio, mlp_adapter_scale)
-        self.register_buffer("pixel_mean", torch.tensor(parts.pixel_mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(parts.pixel_std).view(1, 3, 1, 1), persistent=False)
+        use_decoder_blocks(self.mask_decoder, decoder_blocks)
+        mean, std = (parts.pixel_mean, parts.pixel_std) if normalise_input else ((0.0,) * 3, (1.0,) * 3)
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.input_size = parts.input_size
         self.low_res_size = 4 * self.prompt_encoder.image_embedding_size[0]
         self._identity = {
@@ -61,8 +70,10 @@ class MedSA(nn.Module):
             "mlp_adapter_scale": float(mlp_adapter_scale),
             "trainable": list(trainable),
             "allow_random": bool(allow_random),
+            "normalise_input": bool(normalise_input),
+            "decoder_blocks": decoder_blocks,
         }
-        groups = self._parameter_groups()
+        groups = self.parameter_groups()
         for name, parameter in self.named_parameters():
             parameter.requires_grad_(groups[name] in trainable)
         self.train()
@@ -146,7 +157,8 @@ class MedSA(nn.Module):
         """Plain arguments that rebuild the untrained base model: MedSA(**identity)."""
         return copy.deepcopy(self._identity)
 
-    def _parameter_groups(self) -> dict[str, str | None]:
+    def parameter_groups(self) -> dict[str, str | None]:
+        """Parameter name -> its group in TRAINABLE_GROUPS (None: never trained)."""
         adapters = {
             f"{prefix}.{name}"
             for prefix, module in self.named_modules()
