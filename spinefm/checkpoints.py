@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spinefm.errors import UserError
+
 FORMAT_VERSION = 1
 IDENTITY = ("role", "adapter", "builder")
 # component -> (role, adapter, builder) of the checkpoints written before they carried them
@@ -56,42 +58,108 @@ def with_identity(info: dict) -> dict:
 
 
 def read_checkpoint(path) -> dict:
+    """A component checkpoint's dict; a file that is missing, unreadable (cut short, not PyTorch's), not
+    a SpineFM-Lightning checkpoint or of a newer format raises an error naming it (`UserError`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found; train the component first or fix the path")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "spinefm" not in checkpoint:
-        raise ValueError(
-            f"{path} is not a SpineFM-Lightning component checkpoint (no 'spinefm' entry); "
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds (RuntimeError, EOFError, OSError, UnpicklingError ...)
+        raise UserError(
+            f"checkpoint {path} cannot be read ({reason(error, first_sentence=True)}); expected a whole checkpoint "
+            "written by train.py (best-*.ckpt or last.ckpt): copy it again if it was cut short, or fix the path"
+        ) from error
+    info = checkpoint.get("spinefm") if isinstance(checkpoint, dict) else None
+    version = info.get("format_version", 0) if isinstance(info, dict) else 0
+    if not isinstance(info, dict):
+        problem = "no 'spinefm' entry"
+    elif not isinstance(checkpoint.get("state_dict"), dict):
+        problem = "no 'state_dict' entry"
+    elif not isinstance(version, int):
+        problem = f"its format_version {version!r} is not a number"
+    else:
+        problem = None
+    if problem:
+        raise UserError(
+            f"{path} is not a SpineFM-Lightning component checkpoint ({problem}); "
             "use a checkpoint written by train.py (best-*.ckpt or last.ckpt)"
         )
-    if checkpoint["spinefm"].get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(
-            f"{path} was written by a newer SpineFM-Lightning (format {checkpoint['spinefm']['format_version']})"
+    if version > FORMAT_VERSION:
+        raise UserError(
+            f"{path} was written by a newer SpineFM-Lightning (checkpoint format {version!r}; this one reads "
+            f"formats up to {FORMAT_VERSION}); update SpineFM-Lightning (git pull, then make env), or use a "
+            "checkpoint this version wrote"
         )
     return checkpoint
 
 
 def load_component(path, model_overrides: dict | None = None) -> tuple[nn.Module, dict]:
     """(model in eval mode on the CPU, its `spinefm` metadata with its identity: `with_identity`) from a
-    stage checkpoint.
+    stage checkpoint. A checkpoint whose model cannot be built, or whose weights do not fit the model
+    its own config builds, raises an error naming it (`UserError`).
 
     `model_overrides` replace constructor arguments, e.g. {"checkpoint": new path} when the SAM
     weights a Med-SA checkpoint was built on have moved.
     """
     checkpoint = read_checkpoint(path)
-    info = with_identity(checkpoint["spinefm"])
+    written_by_train = "use a checkpoint written by train.py (best-*.ckpt or last.ckpt)"
+    try:
+        info = with_identity(checkpoint["spinefm"])
+    except ValueError as error:
+        raise UserError(f"{path}: {error}; {written_by_train}") from error
+    if not isinstance(info.get("model"), dict):
+        raise UserError(f"{path} holds no model config (its 'spinefm' entry has no 'model'); {written_by_train}")
     info["model"] = {**info["model"], **(model_overrides or {})}
-    model = build_model(info["builder"], info["model"])
+    try:
+        model = build_model(info["builder"], info["model"])
+    except (ImportError, AttributeError, TypeError, ValueError, OSError) as error:
+        raise UserError(
+            f"{path}: its {info.get('component')} model cannot be built by {info['builder']} from the config it "
+            f"carries ({reason(error)}); fix what that names (model_overrides replace the config's arguments), "
+            "or use a checkpoint this version wrote"
+        ) from error
     state = {k[len(MODEL_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(MODEL_PREFIX)}
-    if info.get("trainable_only"):
-        model.load_trainable_state_dict(state)
+    trainable_only = bool(info.get("trainable_only"))
+    mismatch = key_mismatch(model.trainable_state_dict() if trainable_only else model.state_dict(), state)
+    does_not_fit = f"{path} does not fit a {info.get('component')} built from its own config"
+    again = "was the file edited, or written by another version? Use a checkpoint this version wrote"
+    if mismatch:
+        raise UserError(f"{does_not_fit}: {mismatch}; {again}")
+    if trainable_only:
+        try:
+            model.load_trainable_state_dict(state)
+        except ValueError as error:
+            raise UserError(f"{does_not_fit} ({reason(error, first_sentence=True)}); {again}") from error
     else:
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ValueError(
-                f"{path} does not fit a {info['component']} built from its own config: "
-                f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}; "
-                "was the file edited, or written by another version?"
-            )
+        model.load_state_dict(state, strict=False)  # key_mismatch found every key
     return model.eval(), info
+
+
+def key_mismatch(expected: dict, state: dict, shown: int = 3) -> str:
+    """What keeps `state` from loading where `expected` (a state dict) is, e.g. "missing 12 keys (a, b,
+    c, ...), unexpected 1 key (d)"; "" when it fits."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [
+        f"{k}: {tuple(getattr(state[k], 'shape', ()))}, the model's {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)
+    ]
+    return ", ".join(
+        f"{label} {len(keys)} key{'s' * (len(keys) != 1)} ({', '.join(keys[:shown])}{', ...' * (len(keys) > shown)})"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("another shape for", reshaped))
+        if keys
+    )
+
+
+def reason(error: BaseException, first_sentence: bool = False) -> str:
+    """An exception in a few words for a one-line message: its type and its message's first line (or
+    first sentence: torch's run to paragraphs)."""
+    lines = str(error).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if first_sentence:
+        text = text.split(". ")[0].rstrip(".")
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,8 +1,8 @@
 """What the entry points (train.py, infer.py, evaluate.py) share: how they end.
 
 Exit status: 0 done; 1 some film failed (`allow_failures=true`: 0) or an unexpected error (a
-traceback); 2 a user error (`USER_ERRORS`: one line on stderr, the traceback only with
-HYDRA_FULL_ERROR=1); 128 + the signal's number when stopped by SIGINT (130) or SIGTERM (143).
+traceback); 2 a user error (`USER_ERRORS`, among them `UserError` of spinefm.errors: one line on stderr,
+the traceback only with HYDRA_FULL_ERROR=1); 128 + the signal's number when stopped by SIGINT (130) or SIGTERM (143).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from omegaconf.errors import MissingMandatoryValue
 
+from spinefm.errors import UserError
 from spinefm.interrupt import Interrupted, stop_on_signals
 
 EXIT_FAILED_FILMS = 1
@@ -30,10 +31,6 @@ KNOWN_WARNINGS = (
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
 )
 ADVERT = "💡 Tip:"
-
-
-class UserError(Exception):
-    """A mistake in what was asked for, told in one line."""
 
 
 USER_ERRORS = (UserError, FileNotFoundError, MissingMandatoryValue)

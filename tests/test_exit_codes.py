@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
+import torch
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
@@ -91,6 +94,30 @@ def test_a_folder_without_images_is_one_line_naming_it_and_the_suffixes_before_c
         )
     )
     assert str(tmp_path / "films") in line and all(suffix in line for suffix in IMAGE_SUFFIXES)
+
+
+@pytest.mark.parametrize("script", ["infer.py", "evaluate.py"])
+def test_a_bad_checkpoint_or_manifest_is_one_line_naming_it(tmp_path, script):
+    """infer.py: a checkpoint cut short; evaluate.py: a manifest listing paths where objects belong."""
+    checkpoint = tmp_path / "maskrcnn.ckpt"
+    torch.save({"state_dict": {"model.weight": torch.zeros(64)}, "spinefm": {"component": "maskrcnn"}}, checkpoint)
+    manifest = tmp_path / "manifest.json"
+    if script == "infer.py":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:500])
+        manifest.write_text(json.dumps({"components": {"maskrcnn": {"best_checkpoint": str(checkpoint)}}}))
+        (tmp_path / "films").mkdir()
+        cv2.imwrite(str(tmp_path / "films" / "a.png"), np.zeros((64, 64), np.uint8))
+        task = [f"input={tmp_path / 'films'}", f"output={tmp_path / 'out'}", f"paths.log_dir={tmp_path / 'logs'}"]
+    else:
+        manifest.write_text(json.dumps({"components": {"maskrcnn": str(checkpoint)}}))
+        task = [
+            f"hydra.run.dir={tmp_path / 'report'}",
+            "dataset=synthetic",
+            "dataset.reader.num_images={train:0,val:0,test:1}",
+        ]
+    line = one_error_line(run(script, f"pipeline.checkpoints={manifest}", *task))
+    named = checkpoint if script == "infer.py" else manifest
+    assert line.startswith((f"error: checkpoint {named} cannot be read", f"error: checkpoint manifest {named}: "))
 
 
 def test_every_film_failed_exits_1(manifest, tmp_path):

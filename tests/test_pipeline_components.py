@@ -13,6 +13,7 @@ from datamodules.medsa import VertebraPatchDataset, cut_context
 from spinefm.data.intensity import to_uint8
 from spinefm.data.masks import crop_iou
 from spinefm.data.patches import median_spacing, patch_side
+from spinefm.errors import UserError
 from spinefm.evaluation.walk import segmented_patches
 from spinefm.models.medsa import MedSA
 from spinefm.pipeline import STOP_REASONS, InductiveLoop, LoopConfig
@@ -150,8 +151,30 @@ def test_adapters_load_from_the_manifest_and_detect(manifest):
     )
     assert first.shape == (2, len(components.classifier.classes)) and np.allclose(first.sum(axis=1), 1.0)
     assert second.shape == (1, len(components.classifier.classes))
-    with pytest.raises(ValueError, match="no checkpoint"):
+    with pytest.raises(UserError, match="^the checkpoint manifest lists no checkpoint"):
         checkpoint_paths({"components": {}})
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"components": {', r"is not readable JSON \(JSONDecodeError: .*line 1 column 17 .*\); expected the manifest"),
+        (
+            json.dumps({"components": {"maskrcnn": "/x/maskrcnn.ckpt"}}),
+            r': components.maskrcnn is the string "/x/maskrcnn.ckpt", expected an object \{"best_checkpoint": PATH, '
+            r'"last_checkpoint": PATH\}; write it as "maskrcnn": \{"best_checkpoint": that path\}',
+        ),
+        (json.dumps({"components": {}}), r" lists no checkpoint \(its components are empty\); train first"),
+        ("[]", r' holds \[\], expected an object \{"dataset"'),
+    ],
+    ids=["malformed JSON", "paths as strings", "no components", "not an object"],
+)
+def test_a_malformed_manifest_is_a_user_error_naming_it(tmp_path, text, expected):
+    path = tmp_path / "manifest.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match=expected) as raised:
+        load_components(path)
+    assert str(raised.value).startswith(f"checkpoint manifest {path}") and "\n" not in str(raised.value)
 
 
 def test_the_loop_runs_end_to_end_on_tiny_models(manifest):

@@ -2,6 +2,7 @@
 edit to the pipeline; older checkpoints (without those names) still load."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ import torch
 from torch import nn
 
 from spinefm.checkpoints import load_component, read_checkpoint
+from spinefm.errors import UserError
+from spinefm.models.medsa import MedSA
 from spinefm.pipeline.adapters import Adapter
 from spinefm.pipeline.components import load_loop
 from spinefm.pipeline.roles import adapter_class, register_adapter
@@ -100,14 +103,65 @@ def test_a_new_detector_family_plugs_in_by_its_checkpoint(manifest, tmp_path, ad
 def test_a_manifest_needs_one_checkpoint_per_role(manifest, tmp_path):
     twice = json.loads(manifest.read_text())
     twice["components"]["stub"] = {"best_checkpoint": str(stub_checkpoint(tmp_path / "stub.ckpt"))}
-    with pytest.raises(ValueError, match=r"one checkpoint per role.*'detector': \['maskrcnn', 'stub'\]"):
-        load_loop(twice)
+    (tmp_path / "twice.json").write_text(json.dumps(twice))
+    with pytest.raises(UserError, match=r"per role.*it has 2 detectors \(maskrcnn, stub\): list one") as raised:
+        load_loop(tmp_path / "twice.json")
+    assert str(raised.value).startswith(f"checkpoint manifest {tmp_path / 'twice.json'} needs exactly one")
     missing = json.loads(manifest.read_text())
     del missing["components"]["spine_end"]
-    with pytest.raises(ValueError, match=r"'classifier': \[\]"):
+    with pytest.raises(UserError, match=r"^the checkpoint manifest needs .* it has no classifier"):
         load_loop(missing)
-    with pytest.raises(ValueError, match="does not list"):
+    with pytest.raises(UserError, match=re.escape(f"for ['yolo'], which checkpoint manifest {manifest} does not")):
         load_loop(manifest, overrides={"yolo": {"score_threshold": 0.5}})
+
+
+def damaged_checkpoint(path, case: str):
+    """(a checkpoint file damaged as `case` says, what the error must say about it)."""
+    if case == "Med-SA trainable parameters that do not fit":
+        trained = {f"model.{k}": v for k, v in MedSA(backbone="tiny").trainable_state_dict().items()}
+        for key in sorted(trained)[:4]:
+            del trained[key]
+        info = {"format_version": 1, "component": "medsa", "model": {"backbone": "tiny"}, "trainable_only": True}
+        torch.save({"state_dict": {**trained, "model.extra": torch.zeros(1)}, "spinefm": info}, path)
+        return path, r"does not fit a medsa built .*: missing 4 keys \(.+, .+, .+, \.\.\.\), unexpected 1 key \(extra\)"
+    checkpoint = torch.load(stub_checkpoint(path), weights_only=True)
+    if case == "cut short":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return path, r"cannot be read \(RuntimeError: .+\); expected a whole checkpoint .*cut short"
+    if case == "no spinefm entry":
+        del checkpoint["spinefm"]
+        expected = r"not a SpineFM-Lightning component checkpoint \(no 'spinefm' entry\); use a checkpoint written by"
+    elif case == "a newer format":
+        checkpoint["spinefm"]["format_version"] = 2
+        expected = r"newer SpineFM-Lightning \(checkpoint format 2; this one reads formats up to 1\); update"
+    elif case == "weights that do not fit":
+        checkpoint["state_dict"] = {"model.a": torch.zeros(1), "model.b": torch.zeros(1)}
+        expected = r"does not fit a stub built from its own config: missing 1 key \(offset\), unexpected 2 keys \(a, b"
+    else:  # weights of another shape
+        checkpoint["state_dict"] = {"model.offset": torch.zeros(3)}
+        expected = r"another shape for 1 key \(offset: \(3,\), the model's \(2,\)\); was the file edited"
+    torch.save(checkpoint, path)
+    return path, expected
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "cut short",
+        "no spinefm entry",
+        "a newer format",
+        "weights that do not fit",
+        "weights of another shape",
+        "Med-SA trainable parameters that do not fit",
+    ],
+)
+def test_a_bad_checkpoint_is_a_user_error_naming_it(tmp_path, case):
+    path, expected = damaged_checkpoint(tmp_path / "bad.ckpt", case)
+    with pytest.raises(UserError, match=expected) as raised:
+        load_component(path)
+    message = str(raised.value)
+    assert message.startswith((f"checkpoint {path} ", f"{path} ")) and "\n" not in message
 
 
 def test_an_adapter_name_must_be_registered_or_importable():

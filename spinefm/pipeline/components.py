@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from spinefm.checkpoints import load_component
+from spinefm.errors import UserError
 from spinefm.pipeline import adapters  # noqa: F401  (registers the built-in adapters)
 from spinefm.pipeline.loop import InductiveLoop
 from spinefm.pipeline.loop_config import LoopConfig
-from spinefm.pipeline.manifest import checkpoint_paths, read_manifest
+from spinefm.pipeline.manifest import checkpoint_paths, manifest_name, read_manifest
 from spinefm.pipeline.roles import ROLES, adapter_class
 
 
@@ -29,16 +30,26 @@ def load_components(manifest, device: str = "cpu", which: str = "best", override
     {"maskrcnn": {"score_threshold": 0.5}, "medsa": {"batch_size": 4, "model_overrides": {...}}}."""
     paths = checkpoint_paths(manifest, which)
     overrides = {name: dict(value) for name, value in (overrides or {}).items() if value}
-    unknown = sorted(set(overrides) - set(paths))
-    if unknown:
-        raise ValueError(f"overrides for {unknown}, which the manifest does not list; it lists {sorted(paths)}")
     loaded = {
         name: load_component(path, overrides.get(name, {}).pop("model_overrides", None)) for name, path in paths.items()
     }
     by_role = {role: [name for name, (_, info) in loaded.items() if info["role"] == role] for role in ROLES}
-    wrong = {role: names for role, names in by_role.items() if len(names) != 1}
+    wrong = [
+        f"{len(names)} {role}s ({', '.join(names)})" if names else f"no {role}"
+        for role, names in by_role.items()
+        if len(names) != 1
+    ]
     if wrong:
-        raise ValueError(f"a manifest needs exactly one checkpoint per role {ROLES}; it has {wrong}")
+        raise UserError(
+            f"{manifest_name(manifest)} needs exactly one checkpoint per role ({', '.join(ROLES)}); it has "
+            f"{', '.join(wrong)}: list one component per role under its components"
+        )
+    unknown = sorted(set(overrides) - set(paths))
+    if unknown:
+        raise UserError(
+            f"overrides for {unknown}, which {manifest_name(manifest)} does not list; it lists {sorted(paths)}: "
+            "give settings for those only"
+        )
     adapters_by_role = {}
     for role, (name,) in by_role.items():
         model, info = loaded[name]

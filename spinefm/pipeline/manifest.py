@@ -6,6 +6,9 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from spinefm.errors import UserError
+
+ENTRY = '{"best_checkpoint": PATH, "last_checkpoint": PATH}'  # a stage's entry under components
 TRAIN_HINT = "train first: python train.py experiment=train_all (experiment=train_all_tiny: minutes on a CPU)"
 
 
@@ -23,29 +26,66 @@ def find_manifest(name, search_root) -> Path:
     return found[-1]
 
 
+def manifest_name(manifest) -> str:
+    """A manifest as messages name it: by its path (the dict `loop_from_config` reads carries it as "path")."""
+    path = manifest.get("path") if isinstance(manifest, Mapping) else manifest
+    return f"checkpoint manifest {path}" if path else "the checkpoint manifest"
+
+
+def shown(value, limit: int = 80) -> str:
+    """A JSON value as a message quotes it, cut in the middle to `limit` characters (a path keeps its end)."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else f"{text[: limit // 3]}...{text[-(limit - limit // 3 - 3) :]}"
+
+
 def read_manifest(manifest) -> dict:
-    """A manifest.json (path), or its already-read dict."""
+    """A manifest.json (path), or its already-read dict. A file that is not a JSON object raises an
+    error naming it (`UserError`)."""
     if isinstance(manifest, Mapping):
         return dict(manifest)
     path = Path(manifest)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint manifest {path} not found; fix the path or {TRAIN_HINT}")
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError) as error:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UserError(
+            f"checkpoint manifest {path} is not readable JSON ({type(error).__name__}: {error}); expected the "
+            f"manifest.json of a train.py experiment=train_all run: fix the file or {TRAIN_HINT}"
+        ) from error
+    if not isinstance(data, dict) or not isinstance(data.get("dataset", {}), dict | None):
+        what = f"a dataset {shown(data['dataset'])}" if isinstance(data, dict) else shown(data)
+        raise UserError(
+            f"checkpoint manifest {path} holds {what}, expected an object "
+            f'{{"dataset": {{...}}, "components": {{stage: {ENTRY}}}}}: fix the file or {TRAIN_HINT}'
+        )
+    return data
 
 
 def checkpoint_paths(manifest, which: str = "best") -> dict[str, str]:
-    """Stage name -> checkpoint path (`best` or `last`, the best falling back to the last)."""
+    """Stage name -> checkpoint path (`best` or `last`, the best falling back to the last). A manifest
+    listing none, or not as train.py writes them, raises an error naming it (`UserError`)."""
     components = read_manifest(manifest).get("components") or {}
+    name = manifest_name(manifest)
+    if not isinstance(components, Mapping):
+        raise UserError(f"{name}: components is {shown(components)}, expected an object {{stage: {ENTRY}}}")
     if not components:
-        raise ValueError(f"the manifest lists no checkpoint; {TRAIN_HINT}")
+        raise UserError(f"{name} lists no checkpoint (its components are empty); {TRAIN_HINT}")
     paths = {}
-    for name, entry in components.items():
-        path = (
-            entry.get("last_checkpoint")
-            if which == "last"
-            else entry.get("best_checkpoint") or entry.get("last_checkpoint")
-        )
-        if not path:
-            raise ValueError(f"the manifest's {name} entry has no {which} checkpoint")
-        paths[name] = path
+    for stage, entry in components.items():
+        if not isinstance(entry, Mapping):
+            what = f"the string {shown(entry)}" if isinstance(entry, str) else shown(entry)
+            path = "that path" if isinstance(entry, str) else "PATH"
+            raise UserError(
+                f'{name}: components.{stage} is {what}, expected an object {ENTRY}; write it as "{stage}": '
+                f'{{"best_checkpoint": {path}}}'
+            )
+        keys = ("last_checkpoint",) if which == "last" else ("best_checkpoint", "last_checkpoint")
+        path = next((entry[key] for key in keys if entry.get(key)), None)
+        if not isinstance(path, str):
+            raise UserError(
+                f"{name}: components.{stage} has no {which} checkpoint (a path in {' or '.join(keys)}); "
+                f"it holds {shown(dict(entry))}"
+            )
+        paths[stage] = path
     return paths
