@@ -1,6 +1,7 @@
 """SpineFM's released weights: each original architecture, saved with random weights under the
 original file names, is converted (`spinefm.original`) and loaded by the pipeline; every tensor
-arrives unchanged and a forward pass equals the original's on the same input."""
+arrives unchanged, a forward pass equals the original's on the same input, and each stage can start
+training from the converted checkpoint."""
 
 import json
 
@@ -18,7 +19,11 @@ from original_layouts import (
 )
 from spinefm.checkpoints import load_component
 from spinefm.errors import UserError
+from spinefm.models.maskrcnn import build_maskrcnn
+from spinefm.models.medsa import MedSA
 from spinefm.models.medsa.backbones import build_backbone
+from spinefm.models.point_predictor import PointPredictor
+from spinefm.models.spine_end import SpineEndClassifier
 from spinefm.original.__main__ import main
 from spinefm.original.convert import convert
 from spinefm.pipeline.components import load_components
@@ -171,3 +176,23 @@ def test_bad_original_files_are_named_in_one_error_line(tmp_path, capsys):
     (folder / "mask_rcnn_other.pth").write_bytes(b"")
     assert "2 files (mask_rcnn_csxa.pth, mask_rcnn_other.pth) match" in refused("nhanes")
     assert not (out / "manifest.json").exists()
+
+
+def test_stages_start_training_from_converted_checkpoints(converted):
+    _, manifest = converted
+    paths = {k: v["best_checkpoint"] for k, v in json.loads(manifest.read_text())["components"].items()}
+    loaded = {name: load_component(path)[0].state_dict() for name, path in paths.items()}
+
+    def same(model, name):
+        return all(torch.equal(model.state_dict()[k], v) for k, v in loaded[name].items())
+
+    base = torch.load(paths["medsa"], weights_only=True)["spinefm"]["model"]
+    medsa = MedSA(**{**base, "trainable": ["adapters"], "init_checkpoint": paths["medsa"]})
+    assert same(medsa, "medsa")
+    rebuilt = MedSA(**medsa.base_identity())  # what a checkpoint of the new training rebuilds its frozen part from
+    rebuilt.load_trainable_state_dict(medsa.trainable_state_dict())
+    assert same(rebuilt, "medsa")
+    assert same(PointPredictor("absolute", residual=False, init_checkpoint=paths["point_predictor"]), "point_predictor")
+    classifier = SpineEndClassifier("resnet50", num_classes=2, init_checkpoint=paths["spine_end"], mean=0.0, std=1.0)
+    assert same(classifier, "spine_end")
+    assert same(build_maskrcnn("resnet50_fpn", init_checkpoint=paths["maskrcnn"]), "maskrcnn")

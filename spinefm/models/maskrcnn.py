@@ -21,7 +21,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from spinefm.data.intensity import to_unit_range
 from spinefm.data.levels import level_range
-from spinefm.models.pretrained import weights_file
+from spinefm.models.pretrained import state_dict_in, weights_file
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def load_init_checkpoint(model: MaskRCNN, path, backbone: str) -> None:
             f"init_checkpoint {path} not found; name an existing .pth file or set init_checkpoint: null"
         )
     try:
-        loaded = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True))
+        loaded = state_dict_in(torch.load(path, map_location="cpu", weights_only=True))
     except (pickle.UnpicklingError, RuntimeError, ValueError) as error:
         raise ValueError(
             f"init_checkpoint {path} is not a file of plain weights ({error}); "
@@ -141,18 +141,6 @@ def load_init_checkpoint(model: MaskRCNN, path, backbone: str) -> None:
     if skipped:
         log.info("init_checkpoint %s: class heads of another shape keep their fresh initialisation: %s", path, skipped)
     model.load_state_dict({k: v for k, v in loaded.items() if k in own and k not in skipped}, strict=False)
-
-
-def _state_dict_of(loaded) -> dict:
-    """A plain state dict, a torchvision-reference checkpoint ({'model': ...}) or a Lightning one."""
-    if not isinstance(loaded, dict):
-        raise ValueError(f"expected a state dict, got {type(loaded).__name__}")
-    if isinstance(loaded.get("state_dict"), dict):
-        state = loaded["state_dict"]
-        return {k.removeprefix("model."): v for k, v in state.items()}
-    if isinstance(loaded.get("model"), dict):
-        return loaded["model"]
-    return loaded
 
 
 def _norm_layer(name: str):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spinefm.models.pretrained import init_weights
+
 PARAMETERISATIONS = ("relative", "absolute")
 
 
@@ -14,11 +16,18 @@ class PointPredictor(nn.Module):
     `relative` (default): coordinates relative to the nearest centroid, in units of the window's
     mean centroid spacing, so the prediction does not depend on where the spine lies in the image
     or on its resolution. `absolute`: SpineFM's original x / W, y / H.
+    `init_checkpoint`: a point_predictor checkpoint (or state dict) whose weights start training.
     `residual`: the MLP corrects a constant-velocity step (next = nearest + last step) instead of
     predicting the point from scratch; its last layer starts at zero, so training starts there.
     """
 
-    def __init__(self, parameterisation: str = "relative", hidden: tuple[int, ...] = (50,), residual: bool = True):
+    def __init__(
+        self,
+        parameterisation: str = "relative",
+        hidden: tuple[int, ...] = (50,),
+        residual: bool = True,
+        init_checkpoint: str | None = None,
+    ):
         super().__init__()
         if parameterisation not in PARAMETERISATIONS:
             raise ValueError(f"parameterisation must be one of {PARAMETERISATIONS}, not {parameterisation!r}")
@@ -33,6 +42,8 @@ class PointPredictor(nn.Module):
             nn.init.zeros_(layers[-1].weight)
             nn.init.zeros_(layers[-1].bias)
         self.mlp = nn.Sequential(*layers)
+        if init_checkpoint:
+            self.load_state_dict(init_weights(init_checkpoint, self.state_dict()))
 
     def frame(self, window: torch.Tensor, image_size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(origin (B, 2), scale (B, 1 or 2)): model coordinates are (p - origin) / scale.

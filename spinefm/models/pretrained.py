@@ -37,3 +37,39 @@ def weights_file(name: str) -> Path:
                 f"{name}: could not fetch {url} ({error}); without internet, place that file as {path}"
             ) from error
     return path
+
+
+def state_dict_in(loaded) -> dict:
+    """The weights in a loaded file: a plain state dict, a torchvision-reference checkpoint ({'model': ...})
+    or a stage's checkpoint (train.py's or `spinefm.original`'s: {'state_dict': {'model.<key>': ...}})."""
+    if not isinstance(loaded, dict):
+        raise ValueError(f"expected a state dict, got {type(loaded).__name__}")
+    if isinstance(loaded.get("state_dict"), dict):
+        return {k.removeprefix("model."): v for k, v in loaded["state_dict"].items()}
+    if isinstance(loaded.get("model"), dict):
+        return loaded["model"]
+    return loaded
+
+
+def init_weights(path, own: dict, subset: bool = False) -> dict:
+    """The weights of an `init_checkpoint` file for a model whose state dict is `own`; a ValueError
+    names the file and the keys that do not fit. subset: the file may hold only some of the keys (a
+    Med-SA checkpoint holds what it trained)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"init_checkpoint {path} not found; name an existing file or set it to null")
+    try:
+        state = state_dict_in(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as error:  # torch raises many kinds for a damaged or foreign file
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        raise ValueError(f"init_checkpoint {path} cannot be read as weights ({reason})") from error
+    missing = [] if subset else [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or reshaped:
+        raise ValueError(
+            f"init_checkpoint {path} does not fit the model this config builds: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, of another shape {reshaped[:3]} "
+            f"({len(missing)}/{len(unexpected)}/{len(reshaped)} in all); build the stage's model as the checkpoint's"
+        )
+    return state

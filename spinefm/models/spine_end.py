@@ -28,7 +28,7 @@ from spinefm.data.levels import (
     level_index,
     normalize_level,
 )
-from spinefm.models.pretrained import weights_file
+from spinefm.models.pretrained import state_dict_in, weights_file
 
 log = logging.getLogger(__name__)
 
@@ -199,12 +199,8 @@ class SpineEndClassifier(nn.Module):
 
 
 def _network_state(loaded) -> dict:
-    """The network's state dict from a plain state dict or a Lightning spine_end checkpoint."""
-    if not isinstance(loaded, Mapping):
-        raise ValueError("init_checkpoint must hold a state dict (a mapping of parameter names to tensors)")
-    state = loaded
-    if "state_dict" in loaded:  # a LightningModule holds the classifier as `model`
-        state = {k[len("model.") :]: v for k, v in loaded["state_dict"].items() if k.startswith("model.")}
+    """The network's state dict from a plain state dict or a spine_end checkpoint (the module's `net`)."""
+    state = state_dict_in(loaded)
     if state and all(k.startswith("net.") for k in state):
         state = {k[len("net.") :]: v for k, v in state.items()}
     return dict(state)

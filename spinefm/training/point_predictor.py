@@ -18,6 +18,11 @@ class PointPredictorModule(ComponentModule):
         self.val_error_heights = MeanMetric()
         self.val_baseline_px = MeanMetric()
 
+    def checkpoint_metadata(self) -> dict:
+        metadata = super().checkpoint_metadata()
+        metadata["model"]["init_checkpoint"] = None  # the state dict holds every weight: loading needs no other file
+        return metadata
+
     def _predict(self, batch):
         """(loss in model coordinates, prediction in pixels)."""
         origin, scale = self.model.frame(batch["window"], batch["image_size"])

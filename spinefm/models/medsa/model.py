@@ -11,6 +11,7 @@ from spinefm.models.medsa.adapter import AdapterLayer
 from spinefm.models.medsa.backbones import build_backbone, tiny_config
 from spinefm.models.medsa.decoder import use_decoder_blocks
 from spinefm.models.medsa.inject import inject_adapters
+from spinefm.models.pretrained import init_weights
 
 TRAINABLE_GROUPS = ("adapters", "mask_decoder", "prompt_encoder", "image_encoder", "iou_head")
 
@@ -32,6 +33,8 @@ class MedSA(nn.Module):
     normalise_input: images are standardised with the backbone's pixel mean and std (false: they go
     to the encoder in [0, 1] as they are, the Medical-SAM-Adapter repository's convention).
     decoder_blocks: `sam` | `residual_self_attention` (that repository's decoder: `decoder.py`).
+    init_checkpoint: a Med-SA checkpoint (train.py's or `spinefm.original`'s) whose weights replace the
+    base model's where it has them; build the model as that checkpoint's (its `model` entry).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class MedSA(nn.Module):
         allow_random: bool = False,
         normalise_input: bool = True,
         decoder_blocks: str = "sam",
+        init_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         trainable = tuple(trainable)
@@ -57,6 +61,8 @@ class MedSA(nn.Module):
         self.mask_decoder = parts.mask_decoder
         inject_adapters(self.image_encoder, adapter_ratio, mlp_adapter_scale)
         use_decoder_blocks(self.mask_decoder, decoder_blocks)
+        if init_checkpoint:  # over the base weights, before the adapters' zero start is relied on
+            self.load_state_dict(init_weights(init_checkpoint, self.state_dict(), subset=True), strict=False)
         mean, std = (parts.pixel_mean, parts.pixel_std) if normalise_input else ((0.0,) * 3, (1.0,) * 3)
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
@@ -72,6 +78,8 @@ class MedSA(nn.Module):
             "allow_random": bool(allow_random),
             "normalise_input": bool(normalise_input),
             "decoder_blocks": decoder_blocks,
+            # part of the base: the weights it holds and training leaves frozen are not saved again
+            "init_checkpoint": None if init_checkpoint is None else str(Path(init_checkpoint).expanduser().resolve()),
         }
         groups = self.parameter_groups()
         for name, parameter in self.named_parameters():
