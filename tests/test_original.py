@@ -4,6 +4,8 @@ arrives unchanged, a forward pass equals the original's on the same input, and e
 training from the converted checkpoint."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -24,9 +26,11 @@ from spinefm.models.medsa import MedSA
 from spinefm.models.medsa.backbones import build_backbone
 from spinefm.models.point_predictor import PointPredictor
 from spinefm.models.spine_end import SpineEndClassifier
+from spinefm.original import layouts
 from spinefm.original.__main__ import main
 from spinefm.original.convert import convert
 from spinefm.pipeline.components import load_components
+from train_runs import REPO
 
 # A tiny ViT whose token grid differs from the original's 1024 px position embedding (resized), and
 # one whose grid matches it (the encoder's weights stay SAM's, as Med-SA trains only its adapters).
@@ -196,3 +200,36 @@ def test_stages_start_training_from_converted_checkpoints(converted):
     classifier = SpineEndClassifier("resnet50", num_classes=2, init_checkpoint=paths["spine_end"], mean=0.0, std=1.0)
     assert same(classifier, "spine_end")
     assert same(build_maskrcnn("resnet50_fpn", init_checkpoint=paths["maskrcnn"]), "maskrcnn")
+
+
+def test_evaluate_runs_on_converted_originals(converted, tmp_path):
+    _, manifest = converted
+    command = [
+        sys.executable,
+        "evaluate.py",
+        f"hydra.run.dir={tmp_path}",
+        f"pipeline.checkpoints={manifest}",
+        "dataset=synthetic",
+        "dataset.reader.num_images={train:0,val:0,test:2}",
+        "dataset.reader.phantom.image_size=192",
+        # the original ResNet-50 detector on small films at their own size, the encoder in torch: seconds
+        "+pipeline.components.maskrcnn={image_size:192,model_overrides:{min_size:192,max_size:192}}",
+        "pipeline.components.medsa.cpu_runtime=torch",
+        "progress_bar=false",
+        "num_workers=0",
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads((tmp_path / "summary.json").read_text())["run"]
+    assert run["films"] == 2 and not run["failed"] and run["checkpoints"] == str(manifest)
+    assert run["components"]["medsa"] == str(manifest.parent / "medsa.ckpt")
+
+
+@pytest.mark.slow
+def test_a_full_size_medsa_file_maps_onto_sam_vit_b_key_for_key():
+    original = OriginalMedSA()  # ViT-B, as SpineFM's released Med-SA
+    ours = MedSA("sam_vit_b", allow_random=True, normalise_input=False, decoder_blocks="residual_self_attention")
+    own = ours.state_dict()
+    mapped = layouts.medsa_state(original.state_dict(), tuple(own["image_encoder.pos_embed"].shape))
+    assert sorted(mapped) == sorted(own)
+    assert all(mapped[key].shape == own[key].shape for key in own)
