@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -63,7 +65,7 @@ def export(module: nn.Module, example: torch.Tensor, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), _exporter_quiet():
             program = torch.onnx.export(
                 module, (example,), dynamo=True, input_names=["input"], output_names=["output"], verbose=False
             )
@@ -88,3 +90,17 @@ def _needs_external_data(module: nn.Module) -> bool:
     """Protobuf caps one file at 2 GB: larger weights go to a file of their own (SAM ViT-H)."""
     size = sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
     return size > 1_500_000_000
+
+
+@contextmanager
+def _exporter_quiet():
+    """The exporter's graph passes log each rewrite at INFO: hundreds of lines in a run's log for one ViT."""
+    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
