@@ -147,10 +147,15 @@ def key_mismatch(expected: dict, state: dict, shown: int = 3) -> str:
         if k in state and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)
     ]
     return ", ".join(
-        f"{label} {len(keys)} key{'s' * (len(keys) != 1)} ({', '.join(keys[:shown])}{', ...' * (len(keys) > shown)})"
+        f"{label} {counted(keys, shown)}"
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("another shape for", reshaped))
         if keys
     )
+
+
+def counted(keys: list[str], shown: int = 3) -> str:
+    """'12 keys (a, b, c, ...)'."""
+    return f"{len(keys)} key{'s' * (len(keys) != 1)} ({', '.join(keys[:shown])}{', ...' * (len(keys) > shown)})"
 
 
 def reason(error: BaseException, first_sentence: bool = False) -> str:

@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from spinefm.checkpoints import FORMAT_VERSION, MODEL_PREFIX, with_identity
+from spinefm.checkpoints import FORMAT_VERSION, MODEL_PREFIX, counted, key_mismatch, reason, with_identity
 from spinefm.errors import UserError
 from spinefm.io_utils import atomic_write_bytes, atomic_write_json
 from spinefm.models.maskrcnn import build_maskrcnn
@@ -153,7 +153,7 @@ def medsa_checkpoint(path: Path, sam: Path, settings: dict, dataset: dict, base:
     differ = [key for key in layouts.changed_keys(state, model.state_dict()) if key not in unused]
     if differ:
         raise UserError(
-            f"{path} was not trained over the SAM weights {sam}: {few(differ)} differ from them; "
+            f"{path} was not trained over the SAM weights {sam}: {counted(differ)} differ from them; "
             "name the sam_vit_b_01ec64.pth it was trained on with --sam"
         )
     side = settings["medsa_side"]
@@ -227,7 +227,7 @@ def load_state(path: Path, component: str) -> dict:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise UserError(
-            f"{path} could not be read as a PyTorch file ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            f"{path} could not be read as a PyTorch file ({reason(error, first_sentence=True)}); "
             f"expected {EXPECTED[component]}"
         ) from error
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
@@ -241,21 +241,10 @@ def fit(model: nn.Module, state: dict, path: Path, component: str, load: bool = 
     """Load `state` into `model`, or name what does not fit (missing and unexpected keys, other shapes),
     in the original file's key names where `original_key` maps them back."""
     own = model.state_dict()
-    missing = [original_key(k) for k in own if k not in state]
-    unexpected = [original_key(k) for k in state if k not in own]
-    reshaped = [original_key(k) for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    problems = [
-        f"{label} {few(keys)}"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
-        if keys
-    ]
-    if problems:
-        raise UserError(f"{path} does not fit: {'; '.join(problems)}; expected {EXPECTED[component]}")
+    mismatch = key_mismatch(
+        {original_key(k): v for k, v in own.items()}, {original_key(k): v for k, v in state.items()}
+    )
+    if mismatch:
+        raise UserError(f"{path} does not fit: {mismatch}; expected {EXPECTED[component]}")
     if load:
         model.load_state_dict(state)
-
-
-def few(keys: list[str], shown: int = 3) -> str:
-    """'N keys (a, b, c, ...)'."""
-    listed = ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
-    return f"{len(keys)} key{'s' * (len(keys) != 1)} ({listed})"
