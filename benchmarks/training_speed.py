@@ -133,8 +133,9 @@ def stage_configs(experiment: str, overrides: list[str]) -> dict:
     return {name: stage_config(cfg, name, Path("unused")) for name in cfg.stages}
 
 
-def measure(cfg, steps: int, warmup: int, loader_samples: int, device: str, precision: str) -> dict:
-    """Train `cfg.stage` for `steps` steps; its step parts, loader rate and batch size."""
+def measure(cfg, steps: int, warmup: int, loader_samples: int, device: str, precision: str | None) -> dict:
+    """Train `cfg.stage` for `steps` steps (at `precision`, else the stage's own); its step parts, loader
+    rate and batch size."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule, module = build_stage(cfg)
     profiler = StepProfiler()
@@ -142,7 +143,7 @@ def measure(cfg, steps: int, warmup: int, loader_samples: int, device: str, prec
     trainer = L.Trainer(
         accelerator=device,
         devices=1,
-        precision=precision,
+        precision=precision or cfg.trainer.precision,
         max_epochs=1,
         limit_train_batches=steps,
         limit_val_batches=0,
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--num-workers", default="auto", help="loader processes while training, as train.py's num_workers"
     )
     parser.add_argument("--device", default="cpu", help="cpu | gpu")
-    parser.add_argument("--precision", default="32-true", help="32-true | bf16-mixed | ...")
+    parser.add_argument("--precision", help="32-true | bf16-mixed | ... (default: each stage's own, as train.py)")
     parser.add_argument(
         "--override", nargs="*", default=[], help="further train.py overrides, e.g. stages.medsa.data.jitter=0"
     )
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "experiment": args.experiment,
         "device": torch.cuda.get_device_name() if args.device == "gpu" else f"cpu, {torch.get_num_threads()} threads",
-        "precision": args.precision,
+        "precision": args.precision or {s: configs[s].trainer.precision for s in args.stages},
         "num_workers": args.num_workers,
         "rows": rows,
     }

@@ -295,3 +295,18 @@ def test_unknown_backbone_and_tiny_settings_raise():
         MedSA(tiny={"depths": 3})
     with pytest.raises(ValueError, match="apply to backbone=tiny only"):
         MedSA("litemedsam", tiny={"depth": 3})
+
+
+def test_adapters_in_the_last_blocks_only_leave_the_earlier_blocks_out_of_the_backward_pass():
+    model = MedSA(tiny={"depth": 3, "global_attn_indexes": [2]}, adapted_blocks=1)
+    blocks = list(model.image_encoder.blocks)
+    assert [sum(isinstance(m, AdapterLayer) for m in b.modules()) for b in blocks] == [0, 0, 2]
+    assert model.base_identity()["adapted_blocks"] == 1
+    seen = []
+    blocks[0].register_forward_hook(lambda module, inputs, output: seen.append(output.requires_grad))
+    images, points, _ = _inputs()
+    model(images, points).sum().backward()
+    assert seen == [False]  # nothing before the adapted block is trained, so autograd records none of it
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and ".adapter." in n)
+    with pytest.raises(ValueError, match=r"adapted_blocks must lie in 1\.\.3"):
+        MedSA(tiny={"depth": 3, "global_attn_indexes": [2]}, adapted_blocks=4)

@@ -83,11 +83,12 @@ def train_all(cfg: DictConfig, output_dir: Path) -> dict:
 
 def build_stage(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """`cfg.stage`'s data module and module, with the run's float32 matmul precision (`high`: TF32
-    on GPUs that have it) and memory format (`channels_last`: NHWC convolution weights)."""
+    on GPUs that have it) and memory format (`channels_last`: NHWC convolution weights; a stage
+    config may set its own)."""
     torch.set_float32_matmul_precision(cfg.get("matmul_precision") or "highest")
     datamodule = build_shallow(cfg.stage.data, dataset=plain(cfg.dataset), seed=cfg.seed)
     module = build_shallow(cfg.stage.module, dataset=dataset_identity(cfg.dataset))
-    if cfg.get("channels_last"):
+    if cfg.stage.get("channels_last", cfg.get("channels_last")):
         module = module.to(memory_format=torch.channels_last)
     return datamodule, module
 

@@ -56,15 +56,23 @@ class ParallelAdaptedMLP(nn.Module):
         return self.mlp(x) + self.scale * self.adapter(h)
 
 
-def inject_adapters(encoder: nn.Module, ratio: float = 0.25, mlp_adapter_scale: float = 0.5) -> int:
-    """Add one attention adapter and one parallel MLP adapter to every transformer block, in place.
+def inject_adapters(
+    encoder: nn.Module, ratio: float = 0.25, mlp_adapter_scale: float = 0.5, last_blocks: int | None = None
+) -> int:
+    """Add one attention adapter and one parallel MLP adapter to every transformer block (to the last
+    `last_blocks` only, if given), in place.
 
     Returns the number of adapted blocks. Load the base weights before injecting: wrapping moves
-    the base keys (blocks.0.attn.qkv -> blocks.0.attn.attn.qkv).
+    the base keys (blocks.0.attn.qkv -> blocks.0.attn.attn.qkv). With adapters in the last blocks
+    only, training runs no backward pass through the blocks before them (nothing there is trained).
     """
     blocks = [m for m in encoder.modules() if isinstance(m, (SamBlock, TinyViTBlock))]
     if not blocks:
         raise TypeError(f"{type(encoder).__name__} has no SAM ViT or TinyViT blocks to adapt")
+    if last_blocks is not None:
+        if not 1 <= last_blocks <= len(blocks):
+            raise ValueError(f"adapted_blocks must lie in 1..{len(blocks)} (the encoder's blocks), not {last_blocks}")
+        blocks = blocks[-last_blocks:]
     for block in blocks:
         if isinstance(block.attn, AdaptedAttention):
             raise ValueError(f"{type(encoder).__name__} already has adapters")

@@ -30,6 +30,8 @@ class MedSA(nn.Module):
       image_encoder   the base encoder weights (full fine-tuning; the adapters are a separate group)
     A BatchNorm whose parameters are frozen (LiteMedSAM's encoder) stays in eval mode in train().
 
+    adapted_blocks: the encoder's last blocks that get adapters (null: all, as Med-SA); fewer cost
+    less to train, as no backward pass runs through the blocks before them.
     normalise_input: images are standardised with the backbone's pixel mean and std (false: they go
     to the encoder in [0, 1] as they are, the Medical-SAM-Adapter repository's convention).
     decoder_blocks: `sam` | `residual_self_attention` (that repository's decoder: `decoder.py`).
@@ -44,6 +46,7 @@ class MedSA(nn.Module):
         tiny: dict | None = None,
         adapter_ratio: float = 0.25,
         mlp_adapter_scale: float = 0.5,
+        adapted_blocks: int | None = None,
         trainable: tuple[str, ...] = ("adapters", "mask_decoder"),
         allow_random: bool = False,
         normalise_input: bool = True,
@@ -59,7 +62,7 @@ class MedSA(nn.Module):
         self.image_encoder = parts.image_encoder
         self.prompt_encoder = parts.prompt_encoder
         self.mask_decoder = parts.mask_decoder
-        inject_adapters(self.image_encoder, adapter_ratio, mlp_adapter_scale)
+        inject_adapters(self.image_encoder, adapter_ratio, mlp_adapter_scale, adapted_blocks)
         use_decoder_blocks(self.mask_decoder, decoder_blocks)
         if init_checkpoint:  # over the base weights, before the adapters' zero start is relied on
             self.load_state_dict(init_weights(init_checkpoint, self.state_dict(), subset=True), strict=False)
@@ -74,6 +77,7 @@ class MedSA(nn.Module):
             "tiny": tiny_config(tiny) if backbone == "tiny" else None,
             "adapter_ratio": float(adapter_ratio),
             "mlp_adapter_scale": float(mlp_adapter_scale),
+            "adapted_blocks": adapted_blocks,
             "trainable": list(trainable),
             "allow_random": bool(allow_random),
             "normalise_input": bool(normalise_input),
