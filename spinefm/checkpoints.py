@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spinefm.errors import UserError
+from spinefm.errors import UserError, reason
+from spinefm.state_dicts import key_mismatch
 
 FORMAT_VERSION = 1
 IDENTITY = ("role", "adapter", "builder")
@@ -134,37 +135,3 @@ def load_component(path, model_overrides: dict | None = None) -> tuple[nn.Module
     else:
         model.load_state_dict(state, strict=False)  # key_mismatch found every key
     return model.eval(), info
-
-
-def key_mismatch(expected: dict, state: dict, shown: int = 3) -> str:
-    """What keeps `state` from loading where `expected` (a state dict) is, e.g. "missing 12 keys (a, b,
-    c, ...), unexpected 1 key (d)"; "" when it fits."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    reshaped = [
-        f"{k}: {tuple(getattr(state[k], 'shape', ()))}, the model's {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)
-    ]
-    return ", ".join(
-        f"{label} {counted(keys, shown)}"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("another shape for", reshaped))
-        if keys
-    )
-
-
-def counted(keys: list[str], shown: int = 3) -> str:
-    """'12 keys (a, b, c, ...)'."""
-    return f"{len(keys)} key{'s' * (len(keys) != 1)} ({', '.join(keys[:shown])}{', ...' * (len(keys) > shown)})"
-
-
-def reason(error: BaseException, first_sentence: bool = False) -> str:
-    """An exception in a few words for a one-line message: its type and its message's first line (or
-    first sentence: torch's run to paragraphs)."""
-    lines = str(error).strip().splitlines()
-    text = lines[0].strip() if lines else ""
-    if first_sentence:
-        text = text.split(". ")[0].rstrip(".")
-    if len(text) > 200:
-        text = text[:197] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -14,6 +14,9 @@ from urllib.parse import urlparse
 import torch
 import torchvision
 
+from spinefm.errors import reason
+from spinefm.state_dicts import key_mismatch
+
 TORCHVISION = "torchvision:"
 
 
@@ -61,15 +64,12 @@ def init_weights(path, own: dict, subset: bool = False) -> dict:
     try:
         state = state_dict_in(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as error:  # torch raises many kinds for a damaged or foreign file
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        raise ValueError(f"init_checkpoint {path} cannot be read as weights ({reason})") from error
-    missing = [] if subset else [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    reshaped = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or reshaped:
+        why = reason(error, first_sentence=True)
+        raise ValueError(f"init_checkpoint {path} cannot be read as weights ({why})") from error
+    mismatch = key_mismatch({k: v for k, v in own.items() if not subset or k in state}, state)
+    if mismatch:
         raise ValueError(
-            f"init_checkpoint {path} does not fit the model this config builds: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}, of another shape {reshaped[:3]} "
-            f"({len(missing)}/{len(unexpected)}/{len(reshaped)} in all); build the stage's model as the checkpoint's"
+            f"init_checkpoint {path} does not fit the model this config builds: {mismatch}; "
+            "build the stage's model as the checkpoint's"
         )
     return state

@@ -18,15 +18,17 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from spinefm.checkpoints import FORMAT_VERSION, MODEL_PREFIX, counted, key_mismatch, reason, with_identity
-from spinefm.errors import UserError
+from spinefm.checkpoints import FORMAT_VERSION, MODEL_PREFIX, with_identity
+from spinefm.errors import UserError, reason
 from spinefm.io_utils import atomic_write_bytes, atomic_write_json
 from spinefm.models.maskrcnn import build_maskrcnn
 from spinefm.models.medsa import MedSA
 from spinefm.models.medsa.model import TRAINABLE_GROUPS
 from spinefm.models.point_predictor import PointPredictor
+from spinefm.models.pretrained import state_dict_in
 from spinefm.models.spine_end import SpineEndClassifier, class_names
 from spinefm.original import layouts
+from spinefm.state_dicts import counted, key_mismatch
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # Per dataset, as the original main.py sets them: patch sides and the final masks' threshold
@@ -230,8 +232,8 @@ def load_state(path: Path, component: str) -> dict:
             f"{path} could not be read as a PyTorch file ({reason(error, first_sentence=True)}); "
             f"expected {EXPECTED[component]}"
         ) from error
-    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]
+    if isinstance(loaded, dict):
+        loaded = state_dict_in(loaded)
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise UserError(f"{path} holds no state dict; expected {EXPECTED[component]}")
     return loaded
