@@ -25,6 +25,14 @@ def test_detections_that_continue_the_chain_past_its_ends_re_prompt():
     assert uncentred(CHAIN, detections, SPACING, centred=0.25) == [4]
 
 
+def test_detections_continue_a_chain_whose_walk_strayed_off_the_spine_before_it_stopped():
+    """The last position (25, 30) strayed sideways, 2.7 spacings from the next vertebra (0, 40): that
+    one is reached from the position on the spine at 20, and the rest from it."""
+    strayed = np.array([[0.0, 0.0], [0.0, 10.0], [0.0, 20.0], [25.0, 30.0]])
+    detections = np.array([[0.0, 40.0], [0.0, 50.0], [0.0, 60.0], [0.0, 95.0]])
+    assert uncentred(strayed, detections, SPACING, centred=0.25, reach=2.0) == [0, 1, 2]
+
+
 def test_mask_iou_and_conflicts_of_masks():
     square = MaskCrop(np.ones((4, 4), np.float32), (0, 0))
     shifted = MaskCrop(np.ones((4, 4), np.float32), (2, 0))

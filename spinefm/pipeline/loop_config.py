@@ -31,7 +31,7 @@ class LoopConfig:
     positions it overlaps (sharing more than repair_overlap of the smaller mask) if it agrees better
     with the detection's mask, or fills a gap (`repair`). repair_reach (spacings; 0: none): so do
     confident detections past the chain's ends that continue it, each within this many spacings of
-    the end or of the previous one.
+    a chain position or of a detection chosen before it.
     final_threshold (None: mask_threshold), smooth_sigma (Gaussian on the probabilities, px; 0: none),
     opening_radius (binary opening, px; 0: none): the final masks. duplicate_iou: of two final masks
     overlapping more, the lower-scoring one is dropped. crop_floor: instance crops keep the box of

@@ -13,9 +13,11 @@ masks are taken best detection first:
 - a new mask that overlaps none fills a gap (a vertebra stepped over).
 
 The same holds past the chain's ends for the detections that continue it: each within
-`repair_reach` spacings of the chain's end or of the previous one. A walk that strayed from the
-spine and stopped on doubtful calls with confident detections further on (beyond its lookahead)
-would otherwise leave those vertebrae out. Isolated detections past the ends are left alone.
+`repair_reach` spacings of a chain position, of a detection chosen within the extent, or of the
+previous one chosen past that end. A walk that strayed from the spine and stopped on doubtful
+calls with confident detections further on (beyond its lookahead) would otherwise leave those
+vertebrae out; its last positions are off the spine, so the reach is not measured from them alone.
+Isolated detections past the ends are left alone.
 
 The repaired chain is ordered along the spine again.
 """
@@ -87,7 +89,7 @@ def uncentred(
 ) -> list[int]:
     """Indices of the detections (M, 2) that no chain position (N, 2) lies within `centred` spacings
     of and that lie within the chain's extent along the spine, or continue it past an end: each
-    within `reach` spacings of the end or of the previous such detection."""
+    within `reach` spacings of a chain position or of a detection chosen before it."""
     if len(chain) < 2 or not len(detections) or spacing <= 0:
         return []
     distance = np.linalg.norm(detections[:, None, :] - chain[None, :, :], axis=2).min(axis=1) / spacing
@@ -96,11 +98,14 @@ def uncentred(
     top, bottom = int(extent.argmin()), int(extent.argmax())
     chosen = (along >= extent[top]) & (along <= extent[bottom])
     for end, past in ((top, along < extent[top]), (bottom, along > extent[bottom])):
-        last = chain[end]
+        # reached from any position or chosen detection, not only from the end: where the walk strayed
+        # sideways before it stopped, its last position is off the spine
+        reached = [*chain, *detections[chosen]]
         for i in sorted(np.flatnonzero(past), key=lambda i: abs(along[i] - extent[end])):
-            if np.linalg.norm(detections[i] - last) > reach * spacing:
+            if np.linalg.norm(np.asarray(reached) - detections[i], axis=1).min() > reach * spacing:
                 break
-            chosen[i], last = True, detections[i]
+            chosen[i] = True
+            reached.append(detections[i])
     return [int(i) for i in np.flatnonzero((distance > centred) & chosen)]
 
 
