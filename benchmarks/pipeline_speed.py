@@ -8,9 +8,10 @@ measured around each role's network (forward hooks, synchronised on a GPU); "oth
 patch cutting, mapping masks back, the walk's decisions, decoding, post-processing. "patches/film"
 counts the image encoder's inputs: one per segmented patch.
 
-Runtimes (--runtimes, `MedSAAdapter` cpu_runtime) run one after the other on the same films; the
-first is the reference the others' levels and masks (Dice of the instances, paired top to bottom)
-are compared with. A runtime's warm-up film makes its ONNX export when it is not cached yet.
+Runtimes (--runtimes, `MedSAAdapter` cpu_runtime) run one after the other on the same films, for
+each manifest (several --manifest NAME=PATH: checkpoints compared side by side); the first is the
+reference the others' levels and masks (Dice of the instances, paired top to bottom) are compared
+with. A runtime's warm-up film makes its ONNX export when it is not cached yet.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pipeline_speed.py --images 8 --size 256
     .venv/bin/python benchmarks/pipeline_speed.py --manifest M.json --images 8 --real --modes lockstep \
@@ -210,8 +211,9 @@ def agreement(reference: list[LoopResult], results: list[LoopResult]) -> dict:
 
 def runtime_table(reports: dict) -> str:
     """A row per runtime: its speed in the first mode, its patches, and its agreement with the first."""
+    width = max(12, *(len(name) for name in reports))
     rows = [
-        f"{'runtime':<12} {'mode':<15} {'s/film':>8} {'segmenter s/patch':>17} {'patches/film':>12} "
+        f"{'runtime':<{width}} {'mode':<15} {'s/film':>8} {'segmenter s/patch':>17} {'patches/film':>12} "
         f"{'x first':>8} {'same levels':>11} {'mean Dice':>9} {'min Dice':>8}"
     ]
     first = next(iter(reports.values()))
@@ -220,7 +222,7 @@ def runtime_table(reports: dict) -> str:
         patches = row["segmenter_patches_per_film"] * report["images"]
         same = report["agreement"]
         rows.append(
-            f"{runtime:<12} {mode:<15} {row['seconds'] / report['images']:>8.2f} "
+            f"{runtime:<{width}} {mode:<15} {row['seconds'] / report['images']:>8.2f} "
             f"{row['forward_seconds']['segmenter'] / max(patches, 1):>17.3f} "
             f"{row['segmenter_patches_per_film']:>12.1f} "
             f"{next(iter(first['modes'].values()))['seconds'] / row['seconds']:>8.2f} "
@@ -250,7 +252,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--size", type=int, default=256, help="synthetic film size (without --films)")
     parser.add_argument("--films", type=Path, help="real films: a folder, list or file (the first --images, sorted)")
-    parser.add_argument("--manifest", type=Path, help="manifest.json of trained components (default: train tiny ones)")
+    parser.add_argument(
+        "--manifest",
+        nargs="+",
+        help="manifest.json of trained components (default: train tiny ones); several as NAME=PATH are compared "
+        "side by side, each with every runtime",
+    )
     parser.add_argument("--real", action="store_true", help="the checkpoints' own loop settings, not forced walking")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
@@ -267,15 +274,18 @@ def main() -> None:
     args = parser.parse_args()
     settings = {} if args.real else {**WALKING, "max_steps": args.max_steps}
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = args.manifest or train_tiny(Path(tmp))
+        manifests = named_manifests(args.manifest) if args.manifest else {"tiny": train_tiny(Path(tmp))}
         loops, load_seconds = {}, {}
-        for runtime in args.runtimes:
-            start = time.perf_counter()
-            overrides = {**({} if args.real else DETECTOR), "medsa": {"cpu_runtime": runtime}}
-            loops[runtime] = load_loop(manifest, settings, device=args.device, overrides=overrides)
-            load_seconds[runtime] = time.perf_counter() - start
-        images, views, ids = films(args, manifest)
+        for name, manifest in manifests.items():
+            for runtime in args.runtimes:
+                label = runtime if len(manifests) == 1 else f"{name} {runtime}"
+                start = time.perf_counter()
+                overrides = {**({} if args.real else DETECTOR), "medsa": {"cpu_runtime": runtime}}
+                loops[label] = load_loop(manifest, settings, device=args.device, overrides=overrides)
+                load_seconds[label] = time.perf_counter() - start
+        images, views, ids = films(args, next(iter(manifests.values())))
     reports, results = {}, {}
+    reference = next(iter(loops))
     for runtime, loop in loops.items():
         results[runtime] = {}
         reports[runtime] = benchmark(
@@ -289,14 +299,14 @@ def main() -> None:
             results=results[runtime],
         )
         first_mode = args.modes[0]
-        reports[runtime]["agreement"] = agreement(results[args.runtimes[0]][first_mode], results[runtime][first_mode])
+        reports[runtime]["agreement"] = agreement(results[reference][first_mode], results[runtime][first_mode])
         print(f"--- {runtime}\n{table(reports[runtime])}")
     report = {
         "runtimes": reports,
         "settings": {
             "films": str(args.films or f"synthetic {args.size} px"),
             "device": args.device,
-            "manifest": str(args.manifest or "trained tiny"),
+            "manifests": {name: str(path) for name, path in manifests.items()},
             "loop": settings or "checkpoints'",
             "load_seconds": load_seconds,
             "torch_threads": torch.get_num_threads(),
@@ -305,6 +315,17 @@ def main() -> None:
     print(runtime_table(reports))
     print("loading the checkpoints: " + ", ".join(f"{r} {s:.2f} s" for r, s in load_seconds.items()))
     print(f"written to {atomic_write_json(args.out, report)}")
+
+
+def named_manifests(values: list[str]) -> dict[str, Path]:
+    """--manifest values (PATH or NAME=PATH) by name; a bare path is named by its position."""
+    named = {}
+    for index, value in enumerate(values):
+        name, _, path = value.rpartition("=")
+        named[name or str(index)] = Path(path)
+    if len(named) != len(values):
+        raise SystemExit(f"--manifest names must differ: {values}")
+    return named
 
 
 def films(args, manifest) -> tuple[list, list, list]:
