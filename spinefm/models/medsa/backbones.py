@@ -12,6 +12,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 from torch import nn
 
 from spinefm.models.medsa.tinyvit import NATIVE_SIDE, resize_litemedsam
+from spinefm.state_dicts import mismatched_keys, shape
 
 BACKBONES = ("tiny", "litemedsam", "sam_vit_b", "sam_vit_l", "sam_vit_h")
 
@@ -142,13 +143,8 @@ def load_weights(model: nn.Module, path: str | Path, backbone: str) -> None:
         )
 
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    reshaped = [
-        f"{k} {tuple(getattr(state[k], 'shape', ()))} vs {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)
-    ]
+    missing, unexpected, reshaped_keys = mismatched_keys(expected, state)
+    reshaped = [f"{k} {shape(state[k])} vs {shape(expected[k])}" for k in reshaped_keys]
     problems = [
         f"{len(keys)} {label} {_few(keys)}"
         for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("of another shape", reshaped))
