@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import spinefm
 from spinefm.data.levels import LEVELS
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline import STOP_REASONS, reclassify
@@ -26,14 +27,12 @@ from test_image_io import write_dicom
 from train_runs import REPO
 
 # Thresholds at 0 and no overlap stop make the tiny models walk (as in test_pipeline_components).
-WALKING = [
-    "pipeline.loop.mask_threshold=0",
-    "pipeline.loop.final_threshold=0",
-    "pipeline.loop.overlap_iou=1",
-    "pipeline.loop.max_steps=3",
-    "pipeline.loop.duplicate_iou=1",
-    "pipeline.components.maskrcnn.score_threshold=0",
-    "pipeline.components.maskrcnn.mask_threshold=0.5",
+LOOP = {"mask_threshold": 0, "final_threshold": 0, "overlap_iou": 1, "max_steps": 3, "duplicate_iou": 1}
+COMPONENTS = {"maskrcnn": {"score_threshold": 0, "mask_threshold": 0.5}}
+WALKING = [f"pipeline.loop.{key}={value}" for key, value in LOOP.items()] + [
+    f"pipeline.components.{name}.{key}={value}"
+    for name, settings in COMPONENTS.items()
+    for key, value in settings.items()
 ]
 GOOD = {"a": 0, "nested/b": 1, "deep16": 2, "rgb": 3, "inverted": 4, "scan": 5}  # id: phantom seed
 BAD = {"corrupt": "unreadable_image", "empty": "empty file", "tiny": "too small", "huge": "too large"}
@@ -120,6 +119,7 @@ def test_a_folder_with_bad_films_then_a_resumed_run(manifest, films, tmp_path):
         result = assert_consistent(output, image_id, film(seed).shape)
         walked += bool(result["trace"]["steps"])
     assert walked, "the forced thresholds make the tiny models walk somewhere"
+    assert_python_api_alike(manifest, films, output)
     assert json.loads((output / "inverted.json").read_text())["image"]["inverted"] is True
     assert json.loads((output / "scan.json").read_text())["image"]["inverted"] is False
     assert not list(output.rglob("*.tmp")) and not list(output.rglob(".*"))
@@ -129,6 +129,16 @@ def test_a_folder_with_bad_films_then_a_resumed_run(manifest, films, tmp_path):
     assert {f["id"] for f in again["failed"]} == set(BAD)
     assert snapshot(output) == before
     assert_reclassified_alike(manifest, output, tmp_path / "reclassified")
+
+
+def assert_python_api_alike(manifest, films, output):
+    """spinefm.load with infer.py's settings gives infer.py's instances (files read, inverted, walked alike)."""
+    pipeline = spinefm.load(manifest, loop=LOOP, components=COMPONENTS)
+    paths = [films / "a.png", films / "inverted.png", films / "scan"]
+    for path, result in zip(paths, pipeline.segment_many(paths), strict=True):
+        written = json.loads((output / f"{path.stem}.json").read_text())["instances"]
+        assert [i.level for i in result.instances] == [i["level"] for i in written]
+        assert np.allclose([i.centroid for i in result.instances], [i["centroid"] for i in written])
 
 
 def assert_reclassified_alike(manifest, output, again):

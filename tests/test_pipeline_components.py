@@ -75,7 +75,7 @@ def test_the_classifier_averages_its_probabilities_over_scales_and_mirrors():
     film = np.zeros((64, 64), np.uint8)
     film[:, :30] = 255  # bright on the left
     centre = np.array([[31.5, 31.5]])
-    plain = SpineEndAdapter(LeftHeavy(), ["a", "b"], PATCH, 16)
+    plain = SpineEndAdapter(LeftHeavy(), ["a", "b"], PATCH, 16, scales=[1.0], hflip=False)
     scaled = SpineEndAdapter(LeftHeavy(), ["a", "b"], PATCH, 16, scales=[0.5, 1.0], hflip=True)
     single = plain.classify([Patches(film, centre, (40,))])[0][0]
     mirrored = plain.classify([Patches(film[:, ::-1].copy(), centre, (40,))])[0][0]
@@ -84,6 +84,8 @@ def test_the_classifier_averages_its_probabilities_over_scales_and_mirrors():
     assert single[0] > 0.5 > mirrored[0]
     averaged = scaled.classify([Patches(film, centre, (40,))])[0][0]
     assert np.allclose(averaged, np.mean([single, mirrored, smaller, smaller_mirrored], axis=0), atol=1e-6)
+    default = SpineEndAdapter(LeftHeavy(), ["a", "b"], PATCH, 16)
+    assert default.scales == [0.85, 1.0, 1.15] and default.hflip  # what infer.py and evaluate.py run
     with pytest.raises(ValueError, match="scales"):
         SpineEndAdapter(LeftHeavy(), ["a", "b"], PATCH, 16, scales=[])
 

@@ -1,5 +1,5 @@
-"""The README's "Retrain on your own data", word for word: its bash blocks run in a temporary folder
-that holds a checkout's entry points and configs, with only the python executable substituted."""
+"""docs/own_data.md ("Retrain on your own data"), word for word: its bash blocks run in a temporary
+folder that holds a checkout's entry points and configs, with only the python executable substituted."""
 
 import csv
 import json
@@ -11,14 +11,12 @@ import pytest
 
 from train_runs import REPO
 
-SECTION = "## Retrain on your own data"
 PYTHON = ".venv/bin/python"
 ENTRY_POINTS = ("train.py", "evaluate.py", "infer.py", "configs", "hydra_plugins")
 
 
 def walkthrough_blocks() -> list[str]:
-    section = (REPO / "README.md").read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    return re.findall(r"```bash\n(.*?)```", (REPO / "docs" / "own_data.md").read_text(), flags=re.S)
 
 
 def run_blocks(folder, blocks) -> subprocess.CompletedProcess:

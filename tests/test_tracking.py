@@ -65,7 +65,7 @@ def test_wandb_groups_the_runs_of_a_sweep_by_its_folder(tmp_path, offline_wandb)
 
 
 def test_torchrun_processes_share_the_run_folder_named_on_the_command_line(tmp_path):
-    """The README's torchrun line on two CPU processes: each process runs Hydra, so the folder is named once."""
+    """docs/clusters.md's torchrun line on two CPU processes: each process runs Hydra, so the folder is named once."""
     run = tmp_path / "train_point_predictor" / "runs" / "torchrun"
     command = [
         sys.executable,

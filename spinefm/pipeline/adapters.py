@@ -233,7 +233,8 @@ class SpineEndAdapter(Adapter):
     """The spine-end classifier on `classifier_patch` patches (as `datamodules.spine_end`); returns
     class probabilities (softmax, in `classes` order). class_prior: None in checkpoints trained fully balanced.
     Test-time averaging: the probabilities are the mean over patch sides scaled by each of `scales`
-    and, with `hflip`, their left-right mirrors (training flips left-right too)."""
+    and, with `hflip`, their left-right mirrors (training flips left-right too); one pass is
+    `scales=(1.0,), hflip=False`."""
 
     role = "classifier"
     settings = ("classes", "patch", "input_size", "class_prior")
@@ -246,8 +247,8 @@ class SpineEndAdapter(Adapter):
         input_size: int,
         class_prior: Sequence[float] | None = None,
         batch_size: int = 64,
-        scales: Sequence[float] = (1.0,),
-        hflip: bool = False,
+        scales: Sequence[float] = (0.85, 1.0, 1.15),
+        hflip: bool = True,
     ):
         super().__init__(model)
         if not scales or min(scales) <= 0:

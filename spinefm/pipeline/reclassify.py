@@ -8,8 +8,8 @@ hundred films on a CPU, without the walk.
 Each chain position is classified at its recorded centroid with its recorded patch side
 (`trace.chain_sides`), on the film the JSON names (read again, inverted as recorded), and the chain
 is decoded as `redecode` does. Settings as KEY=VALUE: the classifier's test-time settings (scales,
-hflip, batch_size; else those of configs/pipeline/default.yaml, as infer.py and evaluate.py use
-them), decoder settings as decode.KEY=VALUE, and duplicate_iou. The walk is not re-run: positions,
+hflip, batch_size; else the adapter's defaults, as infer.py and evaluate.py use them), decoder
+settings as decode.KEY=VALUE, and duplicate_iou. The walk is not re-run: positions,
 stops and repairs stay the recorded run's, so with that run's own checkpoint and settings the
 output is its result.
 """
@@ -32,8 +32,6 @@ from spinefm.pipeline.outputs import rewrite_instance_files
 from spinefm.pipeline.redecode import redecode
 from spinefm.pipeline.roles import adapter_class
 from spinefm.pipeline.types import Patches
-
-PIPELINE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pipeline" / "default.yaml"
 
 
 def recorded_film(payload: dict) -> np.ndarray:
@@ -79,8 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         "settings", nargs="*", help="classifier settings (scales=[1.0]), decode.KEY=VALUE, duplicate_iou=..."
     )
     args = parser.parse_args(argv)
-    defaults = OmegaConf.load(PIPELINE_CONFIG).components.spine_end
-    settings = OmegaConf.to_container(OmegaConf.merge(defaults, OmegaConf.from_dotlist(args.settings)))
+    settings = OmegaConf.to_container(OmegaConf.from_dotlist(args.settings))
     decode = DecodeConfig(**settings.pop("decode", {}))
     duplicate_iou = settings.pop("duplicate_iou", LoopConfig.duplicate_iou)
     model, info = load_component(args.checkpoint)
