@@ -1,6 +1,7 @@
 """Component checkpoints: each carries what rebuilds its model, and loads with weights_only=True.
 
-Older checkpoints lack role, adapter and builder: those follow from their component (`LEGACY`).
+Checkpoints written before they named their role, adapter and builder get those from their
+component (`LEGACY`); every stage module names all three now.
 
 A Lightning checkpoint of a stage holds, besides `state_dict`, an entry `spinefm`:
     component   the stage that trained it: maskrcnn | medsa | point_predictor | spine_end | ...

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from spinefm.checkpoints import load_component, read_checkpoint
+from spinefm.checkpoints import LEGACY, load_component, read_checkpoint
 from spinefm.errors import UserError
 from spinefm.models.medsa import MedSA
 from spinefm.pipeline.adapters import Adapter
@@ -17,6 +17,11 @@ from spinefm.pipeline.components import load_loop
 from spinefm.pipeline.roles import adapter_class, register_adapter
 from spinefm.pipeline.types import Detection, MaskCrop
 from spinefm.synthetic import PhantomConfig, generate_phantom
+from spinefm.training.base import ComponentModule
+from spinefm.training.maskrcnn import MaskRCNNModule
+from spinefm.training.medsa import MedSAModule
+from spinefm.training.point_predictor import PointPredictorModule
+from spinefm.training.spine_end import SpineEndModule
 
 
 class StubNet(nn.Module):
@@ -186,3 +191,17 @@ def test_a_checkpoint_from_before_roles_loads_with_its_components_role(manifest,
         "spinefm.models.spine_end:SpineEndClassifier",
     )
     assert type(model).__name__ == "SpineEndClassifier"
+
+
+def test_every_stage_module_names_its_role_adapter_and_builder():
+    """The stage modules are the source of their checkpoints' identity; LEGACY repeats it for older files."""
+    for module in (MaskRCNNModule, MedSAModule, PointPredictorModule, SpineEndModule):
+        identity = module.identity()
+        assert LEGACY[identity["component"]] == (identity["role"], identity["adapter"], identity["builder"])
+        assert adapter_class(identity["adapter"]).role == identity["role"]
+
+    class Unnamed(ComponentModule):
+        component = "yolo"
+
+    with pytest.raises(TypeError, match="Unnamed must set role, adapter, builder"):
+        Unnamed.identity()

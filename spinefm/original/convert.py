@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from spinefm.checkpoints import FORMAT_VERSION, MODEL_PREFIX, with_identity
+from spinefm.checkpoints import FORMAT_VERSION, MODEL_PREFIX
 from spinefm.errors import UserError, reason
 from spinefm.io_utils import atomic_write_bytes, atomic_write_json
 from spinefm.models.maskrcnn import build_maskrcnn
@@ -29,6 +29,10 @@ from spinefm.models.pretrained import state_dict_in
 from spinefm.models.spine_end import SpineEndClassifier, class_names
 from spinefm.original import layouts
 from spinefm.state_dicts import counted, key_mismatch
+from spinefm.training.maskrcnn import MaskRCNNModule
+from spinefm.training.medsa import MedSAModule
+from spinefm.training.point_predictor import PointPredictorModule
+from spinefm.training.spine_end import SpineEndModule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # Per dataset, as the original main.py sets them: patch sides and the final masks' threshold
@@ -51,6 +55,8 @@ EXPECTED = {
     "point_predictor": "the state dict of SpineFM's point predictor (fc1: Linear(6, 50), fc2: Linear(50, 2))",
     "spine_end": "a state dict of torchvision's resnet50 with fc replaced by Linear(2048, classes)",
 }
+# The stage module whose checkpoints each converted one imitates (component, role, adapter, builder).
+STAGE_MODULES = {m.component: m for m in (MaskRCNNModule, MedSAModule, PointPredictorModule, SpineEndModule)}
 MASKRCNN_MODEL = {"backbone": "resnet50_fpn", "num_classes": 2, "min_size": 800, "max_size": 1333}
 DETECTOR = {"image_size": 1333, "score_threshold": 0.6, "mask_threshold": 0.9, "class_mode": "single"}
 WALK_MASK_THRESHOLD = 0.9
@@ -209,7 +215,7 @@ def classifier_checkpoint(path: Path, settings: dict, dataset: dict) -> dict:
 
 def checkpoint(component: str, state: dict, model: dict, inference: dict, dataset: dict) -> dict:
     """A component checkpoint as train.py writes it (`spinefm.checkpoints`)."""
-    info = with_identity({"format_version": FORMAT_VERSION, "component": component})
+    info = {"format_version": FORMAT_VERSION, **STAGE_MODULES[component].identity()}
     info.update(
         model=model,
         inference=inference,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import lightning as L
 from hydra.utils import instantiate
 
-from spinefm.checkpoints import FORMAT_VERSION, IDENTITY, build_model, with_identity
+from spinefm.checkpoints import FORMAT_VERSION, IDENTITY, build_model
 
 
 class ComponentModule(L.LightningModule):
@@ -20,7 +20,7 @@ class ComponentModule(L.LightningModule):
     component: str = ""  # the stage's name, as checkpoints record it
     role: str = ""  # a pipeline role (`spinefm.pipeline.roles.ROLES`) ...
     adapter: str = ""  # ... served by this adapter ...
-    builder: str = ""  # ... on the model this "module:callable" builds; the three default to LEGACY[component]
+    builder: str = ""  # ... on the model this "module:callable" builds: every stage module names all four
 
     def __init__(
         self,
@@ -32,13 +32,15 @@ class ComponentModule(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.model = build_model(self.identity["builder"], model)
+        self.model = build_model(self.identity()["builder"], model)
 
-    @property
-    def identity(self) -> dict:
-        own = {key: getattr(self, key) for key in IDENTITY if getattr(self, key)}
-        info = with_identity({"component": self.component, **own})
-        return {key: info[key] for key in IDENTITY}
+    @classmethod
+    def identity(cls) -> dict:
+        """component, role, adapter and builder, as every checkpoint of the stage records them."""
+        missing = [key for key in ("component", *IDENTITY) if not getattr(cls, key)]
+        if missing:
+            raise TypeError(f"{cls.__name__} must set {', '.join(missing)} (class attributes)")
+        return {key: getattr(cls, key) for key in ("component", *IDENTITY)}
 
     def configure_optimizers(self):
         parameters = [p for p in self.parameters() if p.requires_grad]
@@ -47,8 +49,7 @@ class ComponentModule(L.LightningModule):
     def checkpoint_metadata(self) -> dict:
         return {
             "format_version": FORMAT_VERSION,
-            "component": self.component,
-            **self.identity,
+            **self.identity(),
             "model": dict(self.hparams.model),
             "inference": dict(self.hparams.inference or {}),
             "dataset": dict(self.hparams.dataset or {}),

@@ -57,6 +57,9 @@ class MaskRCNNModule(ComponentModule):
     """
 
     component = "maskrcnn"
+    role = "detector"
+    adapter = "maskrcnn"
+    builder = "spinefm.models.maskrcnn:build_maskrcnn"
 
     def __init__(
         self,

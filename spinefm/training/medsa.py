@@ -46,6 +46,9 @@ class MedSAModule(ComponentModule):
     """
 
     component = "medsa"
+    role = "segmenter"
+    adapter = "medsa"
+    builder = "spinefm.models.medsa:MedSA"
 
     def __init__(
         self,

@@ -11,6 +11,9 @@ from spinefm.training.base import ComponentModule
 
 class PointPredictorModule(ComponentModule):
     component = "point_predictor"
+    role = "predictor"
+    adapter = "point_predictor"
+    builder = "spinefm.models.point_predictor:PointPredictor"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -26,6 +26,9 @@ class SpineEndModule(ComponentModule):
     """
 
     component = "spine_end"
+    role = "classifier"
+    adapter = "spine_end"
+    builder = "spinefm.models.spine_end:SpineEndClassifier"
 
     def __init__(
         self,
