@@ -11,7 +11,7 @@ os.environ["SPINEFM_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), "spinefm-t
 import pytest  # noqa: E402
 import torch  # noqa: E402  (after the environment is set for child processes)
 
-from train_runs import run_dirs, run_train  # noqa: E402
+from helpers.train_runs import run_dirs, run_train  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -9,11 +9,11 @@ import cv2
 import pytest
 
 import spinefm
+from helpers.infer_runs import COMPONENTS, LOOP
+from helpers.train_runs import REPO
 from spinefm.data.image_io import read_image
 from spinefm.pipeline.components import load_loop
 from spinefm.synthetic import PhantomConfig, generate_phantom
-from test_infer import COMPONENTS, LOOP
-from train_runs import REPO
 
 MARKER = "<!-- the README's Python example: tests/test_api.py runs it -->"
 

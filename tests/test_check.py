@@ -8,8 +8,8 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from pycocotools import mask as mask_utils
 
-from aasce_files import write_aasce
-from native_formats import write_csxa_native, write_nhanes
+from helpers.aasce_files import write_aasce
+from helpers.native_formats import write_csxa_native, write_nhanes
 from spinefm.data.check import check_dataset, format_summary
 
 REPO = Path(__file__).resolve().parents[1]

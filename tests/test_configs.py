@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from aasce_files import write_aasce
-from native_formats import write_csxa_native, write_csxa_prepared, write_nhanes
+from helpers.aasce_files import write_aasce
+from helpers.native_formats import write_csxa_native, write_csxa_prepared, write_nhanes
 from spinefm.data.coco_writer import CocoWriter
 from spinefm.data.factory import build_reader
 from spinefm.data.readers.base import Reader

@@ -14,11 +14,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import spinefm.evaluation.run as evaluation_run
+from helpers.train_runs import REPO
 from spinefm.data.factory import load_records
 from spinefm.interrupt import Interrupted
 from spinefm.pipeline.outputs import write_outputs
 from spinefm.pipeline.types import Instance, LoopResult, MaskCrop, Trace
-from train_runs import REPO
 
 SMALL = [
     "dataset=synthetic",

@@ -13,10 +13,10 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
+from helpers.infer_runs import infer
+from helpers.train_runs import REPO
 from spinefm.cli import UserError, entry_point
 from spinefm.data.image_io import IMAGE_SUFFIXES
-from test_infer import infer
-from train_runs import REPO
 
 
 def run(script, *overrides):

@@ -1,10 +1,8 @@
 import cv2
 import numpy as np
-import pydicom
 import pytest
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from helpers.dicom import write_dicom
 from spinefm.data.image_io import find_image, looks_inverted, read_image
 from spinefm.data.problems import DataError
 
@@ -14,24 +12,6 @@ def radiograph(dtype=np.uint8, high=200):
     image = np.full((40, 30), 10, dtype)
     image[10:30, 8:22] = high
     return image
-
-
-def write_dicom(path, pixels, photometric="MONOCHROME2", slope=None, intercept=None, spacing=None):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.set_pixel_data(pixels, photometric_interpretation=photometric, bits_stored=12)
-    if slope is not None:
-        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    if spacing is not None:
-        ds.ImagerPixelSpacing = spacing
-    ds.save_as(path, enforce_file_format=True)
 
 
 def test_reads_8_and_16_bit_as_they_are(tmp_path):

@@ -1,8 +1,6 @@
 """infer.py on folders, list files and single films (tiny trained models), and its input/output helpers."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -11,6 +9,8 @@ import pytest
 import torch
 
 import spinefm
+from helpers.dicom import write_dicom
+from helpers.infer_runs import COMPONENTS, LOOP, infer
 from spinefm.data.levels import LEVELS
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline import STOP_REASONS, reclassify
@@ -23,20 +23,9 @@ from spinefm.pipeline.predict import predict_films
 from spinefm.pipeline.roles import ROLES
 from spinefm.pipeline.types import DOWN, Instance, LoopResult, MaskCrop, Step, Trace
 from spinefm.synthetic import PhantomConfig, generate_phantom
-from test_image_io import write_dicom
-from train_runs import REPO
 
-# Thresholds at 0 and no overlap stop make the tiny models walk (as in test_pipeline_components).
-LOOP = {"mask_threshold": 0, "final_threshold": 0, "overlap_iou": 1, "max_steps": 3, "duplicate_iou": 1}
-COMPONENTS = {"maskrcnn": {"score_threshold": 0, "mask_threshold": 0.5}}
-WALKING = [f"pipeline.loop.{key}={value}" for key, value in LOOP.items()] + [
-    f"pipeline.components.{name}.{key}={value}"
-    for name, settings in COMPONENTS.items()
-    for key, value in settings.items()
-]
 GOOD = {"a": 0, "nested/b": 1, "deep16": 2, "rgb": 3, "inverted": 4, "scan": 5}  # id: phantom seed
 BAD = {"corrupt": "unreadable_image", "empty": "empty file", "tiny": "too small", "huge": "too large"}
-SIZES = ["min_side=40", "max_pixels=20000"]  # phantoms are 128 px high, 49 to 60 px wide
 
 
 def film(seed):
@@ -60,25 +49,6 @@ def films(tmp_path_factory):
     cv2.imwrite(str(folder / "huge.png"), np.full((200, 200), 100, np.uint8))
     (folder / "notes.txt").write_text("not a film")
     return folder
-
-
-def infer(manifest, source, output, log_dir, *extra, status=0):
-    """The summary of an infer.py run, which exits with `status` (1: some film failed)."""
-    command = [
-        sys.executable,
-        "infer.py",
-        f"pipeline.checkpoints={manifest}",
-        f"input={source}",
-        f"output={output}",
-        f"paths.log_dir={log_dir}",
-        "progress_bar=false",
-        *SIZES,
-        *WALKING,
-        *extra,
-    ]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == status, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    return json.loads((output / "summary.json").read_text())
 
 
 def snapshot(folder):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-from maskrcnn_tiny import TINY
+from helpers.maskrcnn_tiny import TINY
 from spinefm.models.maskrcnn import BACKBONES, build_maskrcnn
 
 

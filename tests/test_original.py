@@ -11,7 +11,7 @@ import pytest
 import torch
 from segment_anything.modeling import Sam
 
-from original_layouts import (
+from helpers.original_layouts import (
     OriginalMedSA,
     OriginalPointPredictor,
     medsa_file,
@@ -19,6 +19,7 @@ from original_layouts import (
     original_maskrcnn,
     trained,
 )
+from helpers.train_runs import REPO
 from spinefm.checkpoints import load_component
 from spinefm.errors import UserError
 from spinefm.models.maskrcnn import build_maskrcnn
@@ -30,7 +31,6 @@ from spinefm.original import layouts
 from spinefm.original.__main__ import main
 from spinefm.original.convert import convert
 from spinefm.pipeline.components import load_components
-from train_runs import REPO
 
 # A tiny ViT whose token grid differs from the original's 1024 px position embedding (resized), and
 # one whose grid matches it (the encoder's weights stay SAM's, as Med-SA trains only its adapters).

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from oracles import END_LEVELS, one_hot
+from helpers.oracles import END_LEVELS, one_hot
 from spinefm.data.levels import level_range
 from spinefm.models.spine_end import (
     BACKGROUND,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from benchmarks.pipeline_speed import MODES, ForwardClock, benchmark
-from oracles import (
+from helpers.oracles import (
     END_LEVELS,
     LABELS,
     OracleClassifier,

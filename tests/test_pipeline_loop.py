@@ -4,7 +4,7 @@ wrong calls, each stop reason, the step cap, few detections, snapping to detecti
 import numpy as np
 import pytest
 
-from oracles import (
+from helpers.oracles import (
     END_LEVELS,
     LABELS,
     PATCH,

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from oracles import middle, oracle_loop, phantom
+from helpers.oracles import middle, oracle_loop, phantom
 from spinefm.data.patches import crop_patch
 from spinefm.pipeline import MaskCrop
 from spinefm.pipeline.geometry import best_run, order_along_spine

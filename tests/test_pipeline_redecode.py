@@ -2,7 +2,7 @@
 
 import json
 
-from oracles import OracleSegmenter, Truth, middle, oracle_loop, phantom
+from helpers.oracles import OracleSegmenter, Truth, middle, oracle_loop, phantom
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline import DecodeConfig
 from spinefm.pipeline.outputs import instances_json, read_chain

@@ -2,7 +2,7 @@
 
 import multiprocessing
 
-from oracles import middle, oracle_loop, phantom
+from helpers.oracles import middle, oracle_loop, phantom
 from spinefm.pipeline.writers import WriterPool
 
 OVERLAY = {"max_side": 256, "alpha": 0.4}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from aasce_files import write_aasce
+from helpers.aasce_files import write_aasce
 from spinefm.data.readers.aasce import AasceReader
 
 REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "aasce_train"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from native_formats import CERVICAL, SIZE, kinds, read_all, write_csxa_native, write_csxa_prepared
+from helpers.native_formats import CERVICAL, SIZE, kinds, read_all, write_csxa_native, write_csxa_prepared
 from spinefm.data.image_io import looks_inverted
 from spinefm.data.readers.csxa import CsxaReader, parse_point_label, parse_spacing
 

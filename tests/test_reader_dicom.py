@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from native_formats import write_nhanes
+from helpers.dicom import write_dicom
+from helpers.native_formats import write_nhanes
 from spinefm.data.coco_writer import CocoWriter
 from spinefm.data.readers.coco import CocoReader
 from spinefm.data.readers.nhanes import NhanesReader
 from spinefm.data.record import ImageRecord, Vertebra
-from test_image_io import write_dicom
 
 
 def test_nhanes_layout_with_a_dicom_film(tmp_path):

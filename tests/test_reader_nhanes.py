@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from native_formats import CERVICAL, LUMBAR, SIZE, kinds, read_all, write_nhanes, write_split_files
+from helpers.native_formats import CERVICAL, LUMBAR, SIZE, kinds, read_all, write_nhanes, write_split_files
 from spinefm.data.problems import DataError
 from spinefm.data.readers.nhanes import NhanesReader
 

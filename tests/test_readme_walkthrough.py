@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from train_runs import REPO
+from helpers.train_runs import REPO
 
 PYTHON = ".venv/bin/python"
 ENTRY_POINTS = ("train.py", "evaluate.py", "infer.py", "configs", "hydra_plugins")

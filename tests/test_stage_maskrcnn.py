@@ -17,13 +17,13 @@ from lightning import Trainer
 from torch import nn
 
 from datamodules.maskrcnn import DetectionDataset, MaskRCNNDataModule, detection_collate
-from maskrcnn_tiny import INFERENCE, TINY
+from helpers.maskrcnn_tiny import INFERENCE, TINY
+from helpers.train_runs import synthetic_dataset
 from spinefm.checkpoints import load_component
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.models.maskrcnn import build_maskrcnn
 from spinefm.training.maskrcnn import CentroidRecall, MaskRCNNModule
 from spinefm.training.run import build_shallow, dataset_identity, plain
-from train_runs import synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 ADAM = [

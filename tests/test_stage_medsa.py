@@ -7,12 +7,12 @@ import torch
 from lightning import Callback, Trainer, seed_everything
 
 from datamodules.medsa import MedSADataModule, VertebraPatchDataset, cut_context, input_coordinates
+from helpers.train_runs import run_dirs, run_train, synthetic_dataset
 from spinefm.checkpoints import load_component
 from spinefm.data.patches import crop_patch, patch_origin, resize_square
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.models.medsa import MedSA
 from spinefm.training.medsa import MedSAModule, dice_and_iou
-from train_runs import run_dirs, run_train, synthetic_dataset
 
 TINY = ["stage=medsa", "stage.module.model.backbone=tiny"]
 SYNTHETIC = synthetic_dataset(train=16, val=8)

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from datamodules.point_predictor import PointPredictorDataModule, centroid_windows
+from helpers.train_runs import synthetic_dataset
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.models.point_predictor import PointPredictor
-from train_runs import synthetic_dataset
 
 SYNTHETIC = synthetic_dataset(train=24, val=8)
 

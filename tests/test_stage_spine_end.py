@@ -19,13 +19,13 @@ from datamodules.spine_end import (
     sample_background,
     vertebra_size,
 )
+from helpers.train_runs import REPO, metrics, run_dirs, run_train
 from spinefm.checkpoints import load_component
 from spinefm.data.patches import median_spacing, patch_side
 from spinefm.data.record import ImageRecord, Vertebra
 from spinefm.models.spine_end import SpineEndClassifier, class_names, level_classes, vertebra_class
 from spinefm.synthetic import PhantomConfig, generate_phantom
 from spinefm.training.spine_end import SpineEndModule
-from train_runs import REPO, metrics, run_dirs, run_train
 
 FOUR = ["background", "vertebra", "top_end", "bottom_end"]
 TINY = ["stage=spine_end", "stage.module.model.arch=tiny", "dataset.reader.phantom.image_size=256"]

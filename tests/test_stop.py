@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import pytest
 
+from helpers.infer_runs import SIZES, WALKING
+from helpers.train_runs import REPO
 from spinefm.interrupt import Interrupted, stop_on_signals
 from spinefm.synthetic import PhantomConfig, generate_phantom
-from test_infer import SIZES, WALKING
-from train_runs import REPO
 
 FILMS = 24
 

@@ -15,7 +15,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from train_runs import REPO, TINY_DATA, metrics, run_train
+from helpers.train_runs import REPO, TINY_DATA, metrics, run_train
 
 SEARCHES = sorted(p.stem for p in (REPO / "configs" / "hparams_search").glob("*.yaml"))
 

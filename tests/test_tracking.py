@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 from wandb.proto import wandb_internal_pb2
 
-from train_runs import REPO, TINY_DATA, metrics, run_dirs, run_train
+from helpers.train_runs import REPO, TINY_DATA, metrics, run_dirs, run_train
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from train_runs import REPO, metrics, run_dirs, run_train
+from helpers.train_runs import REPO, metrics, run_dirs, run_train
 
 CONFIGS = REPO / "configs"
 
@@ -137,8 +137,9 @@ def test_auto_workers_leave_one_cpu_to_training_and_stay_capped(monkeypatch):
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_loaders_keep_their_workers_between_epochs(num_workers):
-    from datamodules.spine_end import SpineEndDataModule
     from train_runs import synthetic_dataset
+
+    from datamodules.spine_end import SpineEndDataModule
 
     data = SpineEndDataModule(
         synthetic_dataset(2, 1, image_size=128), input_size=32, num_workers=num_workers, balance=0.5

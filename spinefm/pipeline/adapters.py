@@ -58,6 +58,17 @@ class Adapter:
         adapter.info = info
         return adapter
 
+    @torch.inference_mode()
+    def batched(self, patches: np.ndarray, size: int, forward, shape: tuple[int, ...]) -> np.ndarray:
+        """`forward` on uint8 patches (N, S, S), `size` at a time, each batch a float tensor (B, 1, S, S) in
+        [0, 1] on the model's device; its numpy outputs (B, *shape) concatenated."""
+        outputs = [np.zeros((0, *shape), np.float32)]
+        for start in range(0, len(patches), size):
+            outputs.append(
+                forward(torch.from_numpy(patches[start : start + size]).to(self.device).float().div_(255.0)[:, None])
+            )
+        return np.concatenate(outputs)
+
     @property
     def device(self) -> torch.device:
         """Where the model's parameters are (the CPU for a model without any)."""
@@ -187,21 +198,16 @@ class MedSAAdapter(Adapter):
         inputs = [resize_square(crop_patch(film, o, side), self.input_size) for o, side in zip(origins, sides)]
         return np.stack(inputs).reshape(-1, self.input_size, self.input_size), origins
 
-    @torch.inference_mode()
     def infer(self, inputs: np.ndarray) -> np.ndarray:
         """Probabilities (N, L, L) of uint8 inputs (N, S, S), prompted at the centre, in batches."""
         centre = (self.input_size - 1) / 2
-        size = self.batch_size or self.DEFAULT_BATCH.get(self.device.type, 16)
-        probabilities = []
-        for start in range(0, len(inputs), size):
-            batch = torch.from_numpy(inputs[start : start + size]).to(self.device).float().div_(255.0)[:, None]
+
+        def forward(batch: torch.Tensor) -> np.ndarray:
             points = torch.full((len(batch), 2), centre, device=self.device)
-            probabilities.append(self.model(batch, points=points)[:, 0].float().sigmoid().cpu().numpy())
-        return (
-            np.concatenate(probabilities)
-            if probabilities
-            else np.zeros((0, self.low_res_size, self.low_res_size), np.float32)
-        )
+            return self.model(batch, points=points)[:, 0].float().sigmoid().cpu().numpy()
+
+        size = self.batch_size or self.DEFAULT_BATCH.get(self.device.type, 16)
+        return self.batched(inputs, size, forward, (self.low_res_size, self.low_res_size))
 
     def to_image(self, probability: np.ndarray, origin, side: int, shape: tuple[int, int]) -> MaskCrop:
         """A low-res probability map of the patch at `origin` as a crop of the image (its in-image part)."""
@@ -276,13 +282,10 @@ class SpineEndAdapter(Adapter):
         patches = [classifier_patch(film, c, side, self.input_size) for c, side in zip(centres, sides)]
         return np.stack(patches).reshape(-1, self.input_size, self.input_size)
 
-    @torch.inference_mode()
     def infer(self, patches: np.ndarray) -> np.ndarray:
         """(N, len(classes)) probabilities of uint8 patches (N, S, S)."""
-        probabilities = [np.zeros((0, len(self.classes)))]
-        for start in range(0, len(patches), self.batch_size):
-            batch = (
-                torch.from_numpy(patches[start : start + self.batch_size]).to(self.device).float().div_(255.0)[:, None]
-            )
-            probabilities.append(self.model(batch).float().softmax(dim=1).double().cpu().numpy())
-        return np.concatenate(probabilities)
+
+        def forward(batch: torch.Tensor) -> np.ndarray:
+            return self.model(batch).float().softmax(dim=1).double().cpu().numpy()
+
+        return self.batched(patches, self.batch_size, forward, (len(self.classes),))

@@ -40,7 +40,7 @@ from spinefm.pipeline.lockstep import Walk, run_walks
 from spinefm.pipeline.loop_config import LoopConfig
 from spinefm.pipeline.postprocess import final_mask
 from spinefm.pipeline.repair import repair_chain
-from spinefm.pipeline.requests import Classify, Detect, Request, Segment
+from spinefm.pipeline.requests import Detect, Request, Segment, classify_positions
 from spinefm.pipeline.roles import ROLES
 from spinefm.pipeline.selection import select_instances
 from spinefm.pipeline.stepping import Walker, walk_directions
@@ -185,10 +185,9 @@ class InductiveLoop:
                 seeds.append(ChainPosition(crop, centroid, SEED, None, max(claims.claim(crop), detection.score)))
         trace.seed_centroids = [s.centroid for s in seeds]
         if seeds and self.config.classify_seeds:
-            centres = np.stack(trace.seed_centroids)
-            side = self._side(self.classifier, chain_spacing(list(centres)) if len(centres) > 1 else spacing)
-            for seed, probabilities in zip(seeds, (yield Classify(film, centres, (side,) * len(seeds)))):
-                seed.probabilities, seed.side = np.asarray(probabilities, dtype=np.float64), side
+            centres = trace.seed_centroids
+            side = self._side(self.classifier, chain_spacing(centres) if len(centres) > 1 else spacing)
+            yield from classify_positions(film, seeds, side)
         return seeds
 
     @staticmethod

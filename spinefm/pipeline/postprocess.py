@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from spinefm.pipeline.types import MaskCrop
+from spinefm.pipeline.types import MaskCrop, weighted_centroid
 
 
 @dataclass
@@ -45,7 +45,5 @@ def final_mask(
     y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     values, mask = values[y0:y1, x0:x1], mask[y0:y1, x0:x1]
     offset = (probability.offset[0] + int(x0), probability.offset[1] + int(y0))
-    weights = np.where(mask, smoothed[y0:y1, x0:x1], 0).astype(np.float64)
-    yy, xx = np.indices(mask.shape)
-    centroid = np.array([(weights * xx).sum(), (weights * yy).sum()]) / weights.sum() + offset
+    centroid = weighted_centroid(np.where(mask, smoothed[y0:y1, x0:x1], 0), offset)
     return FinalMask(MaskCrop(values.astype(dtype), offset), mask, centroid, float(values[mask].mean()))

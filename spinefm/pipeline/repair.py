@@ -33,7 +33,7 @@ from spinefm.data.patches import patch_side
 from spinefm.pipeline.claims import Detections
 from spinefm.pipeline.geometry import chain_spacing, mask_iou, order_along_spine, spine_line
 from spinefm.pipeline.loop_config import LoopConfig
-from spinefm.pipeline.requests import Classify, Request, Segment
+from spinefm.pipeline.requests import Request, Segment, classify_positions
 from spinefm.pipeline.types import REPAIR, ChainPosition, Detection, MaskCrop, Trace
 
 
@@ -77,10 +77,7 @@ def repair_chain(
     new = [f for f in chain if f.probabilities is None and f.source == REPAIR]
     if not new:
         return found
-    side = patch_side(classify_patch, spacing)
-    sides = (side,) * len(new)
-    for item, probabilities in zip(new, (yield Classify(film, np.stack([f.centroid for f in new]), sides))):
-        item.probabilities, item.side = np.asarray(probabilities, dtype=np.float64), side
+    yield from classify_positions(film, new, patch_side(classify_patch, spacing))
     return [chain[i] for i in order_along_spine(np.stack([f.centroid for f in chain]))]
 
 

@@ -7,13 +7,13 @@ returning one answer per request in order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from spinefm.pipeline.types import Patches
+from spinefm.pipeline.types import ChainPosition, Patches
 
 
 class _Request:
@@ -73,6 +73,14 @@ class Predict(_Request):
         windows = np.concatenate([r.windows for r in requests])
         sizes = np.concatenate([np.tile(np.asarray(r.image_size, np.float64), (len(r.windows), 1)) for r in requests])
         return split(predictor.predict(windows, sizes), [len(r.windows) for r in requests])
+
+
+def classify_positions(film: np.ndarray, positions: list[ChainPosition], side: int) -> Generator[Request, object, None]:
+    """Classify chain positions at their centroids on patches of `side` px, recording on each its
+    class probabilities and the side."""
+    answers = yield Classify(film, np.stack([p.centroid for p in positions]), (side,) * len(positions))
+    for position, probabilities in zip(positions, answers, strict=True):
+        position.probabilities, position.side = np.asarray(probabilities, dtype=np.float64), side
 
 
 def split(rows, counts: Sequence[int]) -> list:

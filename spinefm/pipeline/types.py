@@ -53,14 +53,18 @@ class MaskCrop:
 
     def weighted_centroid(self, threshold: float) -> np.ndarray | None:
         """(x, y) centre of the pixels above `threshold`, each weighted by its probability; None if there are none."""
-        weights = np.where(self.values > threshold, self.values, 0).astype(np.float64)
-        total = weights.sum()
-        if total <= 0:
-            return None
-        rows, cols = np.indices(weights.shape)
-        return np.array(
-            [(weights * cols).sum() / total + self.offset[0], (weights * rows).sum() / total + self.offset[1]]
-        )
+        return weighted_centroid(np.where(self.values > threshold, self.values, 0), self.offset)
+
+
+def weighted_centroid(weights: np.ndarray, offset: tuple[int, int]) -> np.ndarray | None:
+    """(x, y) image position of a crop's pixels averaged by `weights`, the crop's top-left pixel at
+    `offset`; None where the weights sum to nothing."""
+    weights = weights.astype(np.float64)
+    total = weights.sum()
+    if total <= 0:
+        return None
+    rows, cols = np.indices(weights.shape)
+    return np.array([(weights * cols).sum() / total + offset[0], (weights * rows).sum() / total + offset[1]])
 
 
 @dataclass

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_DATA = [
     "dataset.reader.num_images={train:8,val:4,test:0}",
     "dataset.reader.phantom.image_size=128",
