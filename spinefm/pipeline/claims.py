@@ -9,7 +9,7 @@ import numpy as np
 from spinefm.pipeline.types import Detection, Instance, MaskCrop
 
 
-class Detections:
+class Claims:
     """The film's confident detections and which of them a position has claimed (centroid under its mask)."""
 
     def __init__(self, detections: list[Detection], min_score: float, threshold: float):
@@ -53,7 +53,7 @@ class Detections:
         return int(np.argmin(candidates)) if np.isfinite(candidates).any() else None
 
 
-def unclaimed_detections(claims: Detections, instances: list[Instance]) -> int:
+def unclaimed_detections(claims: Claims, instances: list[Instance]) -> int:
     """Confident detections whose centroid lies under no final instance's mask."""
     covered = np.zeros(len(claims.centroids), bool)
     for instance in instances:

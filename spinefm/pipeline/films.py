@@ -62,13 +62,13 @@ def load_film(item: InputImage | ImageRecord, output_dir, settings: FilmSettings
     if not settings.overwrite and is_done(output_dir, item.id):
         return LoadedFilm(item.id, path, done=True)
     try:
-        film = _record_film(item) if isinstance(item, ImageRecord) else _file_film(item, settings)
-        _check_size(*film.pixels.shape[:2], settings)  # the header may not tell the decoded size
+        loaded = _record_film(item) if isinstance(item, ImageRecord) else _file_film(item, settings)
+        _check_size(*loaded.pixels.shape[:2], settings)  # the header may not tell the decoded size
     except DataError as error:
         return LoadedFilm(item.id, path, problem=f"{error.problem.kind}: {error.problem.message}")
     except Unusable as problem:
         return LoadedFilm(item.id, path, problem=str(problem))
-    return film
+    return loaded
 
 
 def _record_film(record: ImageRecord) -> LoadedFilm:

@@ -33,7 +33,7 @@ import numpy as np
 from spinefm.data.intensity import to_uint8
 from spinefm.data.patches import patch_side
 from spinefm.models.spine_end import end_calls
-from spinefm.pipeline.claims import Detections, unclaimed_detections
+from spinefm.pipeline.claims import Claims, unclaimed_detections
 from spinefm.pipeline.decode import decode_chain
 from spinefm.pipeline.geometry import best_run, chain_spacing, order_along_spine
 from spinefm.pipeline.lockstep import Walk, run_walks
@@ -126,7 +126,7 @@ class InductiveLoop:
         trace.order = order_along_spine(trace.detection_centroids).tolist()
         start = best_run(trace.detection_scores[trace.order], config.num_seeds)
         trace.seeds = trace.order[start : start + config.num_seeds]
-        claims = Detections(detections, config.snap_score, config.mask_threshold)
+        claims = Claims(detections, config.snap_score, config.mask_threshold)
         seeds = yield from self._segment_seeds(film, [detections[i] for i in trace.seeds], claims, trace)
         if not seeds:
             trace.status, trace.stops = "no_seeds", {UP: "no_seeds", DOWN: "no_seeds"}
@@ -168,7 +168,7 @@ class InductiveLoop:
         return result
 
     def _segment_seeds(
-        self, film: np.ndarray, detections: list[Detection], claims: Detections, trace: Trace
+        self, film: np.ndarray, detections: list[Detection], claims: Claims, trace: Trace
     ) -> Generator[Request, object, list[ChainPosition]]:
         """Segment the seeds in one call; seeds whose mask is empty are dropped."""
         points = np.stack([d.centroid for d in detections])
@@ -195,7 +195,7 @@ class InductiveLoop:
         return patch_side(component.patch, spacing)
 
     def _finish(
-        self, found: list[ChainPosition], view: str | None, claims: Detections, trace: Trace
+        self, found: list[ChainPosition], view: str | None, claims: Claims, trace: Trace
     ) -> tuple[list[Instance | None], list[Instance]]:
         """Decode the chain and post-process every position: (the chain's instances, None where a mask
         came out empty; the kept ones, duplicates dropped, top to bottom with their levels)."""
@@ -203,7 +203,7 @@ class InductiveLoop:
         classes = list(self.classifier.classes)
         unknown = np.full(len(classes), np.nan)
         trace.chain_probabilities = np.stack(
-            [f.probabilities if f.probabilities is not None else unknown for f in found]
+            [f.class_probabilities if f.class_probabilities is not None else unknown for f in found]
         )
         trace.chain_support = np.array([f.support for f in found])
         trace.chain_centroids = np.stack([f.centroid for f in found])
@@ -237,7 +237,8 @@ class InductiveLoop:
         )
         if final is None:
             return None
-        spine_class = None if item.probabilities is None else classes[int(np.argmax(item.probabilities))]
+        probabilities = item.class_probabilities
+        spine_class = None if probabilities is None else classes[int(np.argmax(probabilities))]
         return Instance(
             probability=final.probability,
             mask=final.mask,

@@ -47,24 +47,24 @@ class PipelineModule(pl.LightningModule):
         models = {role: getattr(component, "model", None) for role, component in loop.components.items()}
         self.networks = nn.ModuleDict({role: model for role, model in models.items() if isinstance(model, nn.Module)})
 
-    def predict_step(self, films: list[LoadedFilm], batch_idx: int) -> list[tuple[LoadedFilm, LoopResult | str | None]]:
-        """Each film with its result, the error that stopped it, or None when it was not run (done or unusable)."""
-        usable = [film for film in films if film.pixels is not None]
-        outcomes = dict(zip((film.id for film in usable), self._run(usable)))
-        return [(film, outcomes.get(film.id)) for film in films]
+    def predict_step(self, batch: list[LoadedFilm], batch_idx: int) -> list[tuple[LoadedFilm, LoopResult | str | None]]:
+        """Each loaded film with its result, the error that stopped it, or None where not run (done or unusable)."""
+        usable = [loaded for loaded in batch if loaded.pixels is not None]
+        outcomes = dict(zip((loaded.id for loaded in usable), self._run(usable)))
+        return [(loaded, outcomes.get(loaded.id)) for loaded in batch]
 
-    def _run(self, films: list[LoadedFilm]) -> list[LoopResult | str]:
-        if not films:
+    def _run(self, batch: list[LoadedFilm]) -> list[LoopResult | str]:
+        if not batch:
             return []
         try:
-            views = [film.view or self.view for film in films]
-            return LockstepRunner(self.loop).run_many([f.pixels for f in films], views, [f.id for f in films])
+            views = [loaded.view or self.view for loaded in batch]
+            return LockstepRunner(self.loop).run_many([f.pixels for f in batch], views, [f.id for f in batch])
         except Exception:  # a film broke the batch: run them one by one, so only that film fails
-            return [self._run_one(film) for film in films]
+            return [self._run_one(loaded) for loaded in batch]
 
-    def _run_one(self, film: LoadedFilm) -> LoopResult | str:
+    def _run_one(self, loaded: LoadedFilm) -> LoopResult | str:
         try:
-            return self.loop.run(film.pixels, film.view or self.view, film.id)
+            return self.loop.run(loaded.pixels, loaded.view or self.view, loaded.id)
         except Exception as error:
             return f"inference failed: {type(error).__name__}: {error}"
 
@@ -94,14 +94,14 @@ class OutputWriter(BasePredictionWriter):
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
-        for film, outcome in prediction:
-            if film.done:
-                self.skipped.append(film.id)
-            elif film.problem is not None or not isinstance(outcome, LoopResult):
-                self.failed.append({"id": film.id, "path": str(film.path), "reason": film.problem or outcome})
+        for loaded, outcome in prediction:
+            if loaded.done:
+                self.skipped.append(loaded.id)
+            elif loaded.problem is not None or not isinstance(outcome, LoopResult):
+                self.failed.append({"id": loaded.id, "path": str(loaded.path), "reason": loaded.problem or outcome})
             else:
                 self.writers.submit(
-                    film.id, str(film.path), self.output_dir, outcome, film.pixels, film.info, self.overlay
+                    loaded.id, str(loaded.path), self.output_dir, outcome, loaded.pixels, loaded.info, self.overlay
                 )
         self._count(self.writers.collect())
 

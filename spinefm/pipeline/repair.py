@@ -30,7 +30,7 @@ import numpy as np
 
 from spinefm.data.masks import crop_containment
 from spinefm.data.patches import patch_side
-from spinefm.pipeline.claims import Detections
+from spinefm.pipeline.claims import Claims
 from spinefm.pipeline.geometry import chain_spacing, mask_iou, order_along_spine, spine_line
 from spinefm.pipeline.loop_config import LoopConfig
 from spinefm.pipeline.requests import Request, Segment, classify_positions
@@ -41,7 +41,7 @@ def repair_chain(
     film: np.ndarray,
     found: list[ChainPosition],
     detections: list[Detection],
-    claims: Detections,
+    claims: Claims,
     trace: Trace,
     config: LoopConfig,
     segment_patch: Mapping,
@@ -74,7 +74,7 @@ def repair_chain(
         chain = [f for i, f in enumerate(chain) if i not in overlapped]
         chain.append(ChainPosition(crop, centroid, REPAIR, None, claims.claim(crop)))
     trace.repairs = counts
-    new = [f for f in chain if f.probabilities is None and f.source == REPAIR]
+    new = [f for f in chain if f.class_probabilities is None and f.source == REPAIR]
     if not new:
         return found
     yield from classify_positions(film, new, patch_side(classify_patch, spacing))

@@ -80,7 +80,7 @@ def classify_positions(film: np.ndarray, positions: list[ChainPosition], side: i
     class probabilities and the side."""
     answers = yield Classify(film, np.stack([p.centroid for p in positions]), (side,) * len(positions))
     for position, probabilities in zip(positions, answers, strict=True):
-        position.probabilities, position.side = np.asarray(probabilities, dtype=np.float64), side
+        position.class_probabilities, position.side = np.asarray(probabilities, dtype=np.float64), side
 
 
 def split(rows, counts: Sequence[int]) -> list:

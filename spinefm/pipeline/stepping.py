@@ -18,7 +18,7 @@ import numpy as np
 
 from spinefm.data.patches import patch_side
 from spinefm.models.spine_end import BACKGROUND
-from spinefm.pipeline.claims import Detections
+from spinefm.pipeline.claims import Claims
 from spinefm.pipeline.geometry import chain_spacing, inside, mask_iou, mask_score
 from spinefm.pipeline.loop_config import LoopConfig
 from spinefm.pipeline.requests import Classify, Predict, Request, Segment
@@ -54,7 +54,7 @@ class Walker:
 def walk_directions(
     film: np.ndarray,
     walkers: list[Walker],
-    claims: Detections,
+    claims: Claims,
     trace: Trace,
     config: LoopConfig,
     segment_patch: Mapping,
@@ -121,7 +121,7 @@ def _advance(
     crop: MaskCrop,
     probabilities: np.ndarray,
     side: int,
-    claims: Detections,
+    claims: Claims,
     config: LoopConfig,
     classes: list[str],
     end_classes: frozenset[str],
@@ -141,7 +141,7 @@ def _advance(
     _stop(walker, step, "end" if walker.end_called else "background")
 
 
-def _walk_on(walker: Walker, claims: Detections, lookahead: float) -> bool:
+def _walk_on(walker: Walker, claims: Claims, lookahead: float) -> bool:
     """After `patience` doubts: whether a confident unclaimed detection keeps the direction going.
     One ahead of the walking end: go on. One ahead of the last position before the doubts (the walk
     strayed from the spine): drop the doubtful positions ("rewound") and go on from there to it."""

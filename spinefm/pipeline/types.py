@@ -117,7 +117,7 @@ class ChainPosition:
     probability: MaskCrop
     centroid: np.ndarray
     source: str
-    probabilities: np.ndarray | None  # the end classifier's, in its class order (None: not asked)
+    class_probabilities: np.ndarray | None  # the classifier's, in its class order (None: not asked)
     support: float = 0.0  # best confident detection score under the mask (0: none)
     step: Step | None = None  # the walk's step that found it (None: a seed or a repair)
     side: int | None = None  # the classifier patch's side in pixels (None: not asked)
