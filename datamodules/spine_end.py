@@ -19,12 +19,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from datamodules.base import RecordDataModule
+from spinefm.data.classes import levels_between_ends, sample_class, target_classes, view_end_levels
 from spinefm.data.intensity import to_uint8
 from spinefm.data.levels import normalize_level, offset_level
 from spinefm.data.patches import classifier_patch, median_spacing, patch_side
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord
-from spinefm.models.spine_end import levels_between_ends, sample_class, target_classes, view_end_levels
 from spinefm.progress import progress
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from helpers.oracles import END_LEVELS, one_hot
-from spinefm.data.levels import level_range
-from spinefm.models.spine_end import (
+from spinefm.data.classes import (
     BACKGROUND,
     BOTTOM_END,
     TOP_END,
@@ -15,6 +14,7 @@ from spinefm.models.spine_end import (
     level_classes,
     levels_between_ends,
 )
+from spinefm.data.levels import level_range
 from spinefm.pipeline import ChainView, DecodeConfig, decode_chain
 from spinefm.pipeline.decode import gap_ratios, l6_rate_from_counts
 

@@ -17,8 +17,8 @@ from helpers.oracles import (
     middle,
     phantom,
 )
+from spinefm.data.classes import class_names
 from spinefm.data.intensity import to_uint8
-from spinefm.models.spine_end import class_names
 from spinefm.pipeline import InductiveLoop
 from spinefm.pipeline.lockstep import LockstepRunner
 from spinefm.pipeline.roles import ROLES

@@ -21,7 +21,7 @@ from helpers.oracles import (
     oracle_loop,
     phantom,
 )
-from spinefm.models.spine_end import BACKGROUND, BOTTOM_END, TOP_END, VERTEBRA, class_names
+from spinefm.data.classes import BACKGROUND, BOTTOM_END, TOP_END, VERTEBRA, class_names
 from spinefm.pipeline import STOP_REASONS, Detection, InductiveLoop, LabelConfig
 from spinefm.pipeline.types import DOWN, UP
 

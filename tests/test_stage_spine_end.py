@@ -21,9 +21,10 @@ from datamodules.spine_end import (
 )
 from helpers.train_runs import REPO, metrics, run_dirs, run_train
 from spinefm.checkpoints import load_component
+from spinefm.data.classes import class_names, level_classes, vertebra_class
 from spinefm.data.patches import median_spacing, patch_side
 from spinefm.data.record import ImageRecord, Vertebra
-from spinefm.models.spine_end import SpineEndClassifier, class_names, level_classes, vertebra_class
+from spinefm.models.spine_end import SpineEndClassifier
 from spinefm.synthetic import PhantomConfig, generate_phantom
 from spinefm.training.spine_end import SpineEndModule
 

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from spinefm.checkpoints import FORMAT_VERSION, MODEL_PREFIX
+from spinefm.data.classes import class_names
 from spinefm.errors import UserError, reason
 from spinefm.io_utils import atomic_write_bytes, atomic_write_json
 from spinefm.models.maskrcnn import build_maskrcnn
@@ -26,7 +27,7 @@ from spinefm.models.medsa import MedSA
 from spinefm.models.medsa.model import TRAINABLE_GROUPS
 from spinefm.models.point_predictor import PointPredictor
 from spinefm.models.pretrained import state_dict_in
-from spinefm.models.spine_end import SpineEndClassifier, class_names
+from spinefm.models.spine_end import SpineEndClassifier
 from spinefm.original import layouts
 from spinefm.state_dicts import counted, key_mismatch
 from spinefm.training.maskrcnn import MaskRCNNModule

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from spinefm.models.spine_end import view_end_levels
+from spinefm.data.classes import view_end_levels
 from spinefm.pipeline.decode import ChainView, l6_rate_from_counts
 
 ENDS = ("top", "bottom")

@@ -30,9 +30,9 @@ from collections.abc import Generator, Mapping
 
 import numpy as np
 
+from spinefm.data.classes import end_calls
 from spinefm.data.intensity import to_uint8
 from spinefm.data.patches import patch_side
-from spinefm.models.spine_end import end_calls
 from spinefm.pipeline.claims import Claims, unclaimed_detections
 from spinefm.pipeline.decode import decode_chain
 from spinefm.pipeline.geometry import best_run, chain_spacing, order_along_spine

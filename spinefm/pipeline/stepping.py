@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spinefm.data.classes import BACKGROUND
 from spinefm.data.patches import patch_side
-from spinefm.models.spine_end import BACKGROUND
 from spinefm.pipeline.claims import Claims
 from spinefm.pipeline.geometry import chain_spacing, inside, mask_iou, mask_score
 from spinefm.pipeline.loop_config import LoopConfig

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from spinefm.data.classes import target_classes
 from spinefm.data.levels import is_level, level_index
-from spinefm.models.spine_end import target_classes
 from spinefm.training.base import ComponentModule
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from spinefm.models.spine_end import BACKGROUND, sample_class, target_classes
+from spinefm.data.classes import BACKGROUND, sample_class, target_classes
 from spinefm.pipeline import Detection, InductiveLoop, LabelConfig, MaskCrop
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
