@@ -19,11 +19,11 @@ from spinefm.cli import entry_point, exit_if_failed
 def main(cfg: DictConfig) -> None:
     # Imported here: each output writer process (spawned) imports this file, and needs no torch;
     # and a wrong input is told before torch loads.
-    from spinefm.pipeline.inputs import find_inputs
+    from spinefm.pipeline.runner.inputs import find_inputs
 
     inputs = find_inputs(cfg.input, exclude=cfg.output)
-    from spinefm.pipeline.from_config import loop_from_config, predict_options
-    from spinefm.pipeline.predict import format_summary, predict_films
+    from spinefm.pipeline.runner.from_config import loop_from_config, predict_options
+    from spinefm.pipeline.runner.predict import format_summary, predict_films
 
     loop, view, manifest = loop_from_config(cfg)
     print(f"checkpoints: {manifest['path']}")

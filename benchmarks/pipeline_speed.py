@@ -44,13 +44,11 @@ from benchmarks.clock import synchronise
 from spinefm.data.image_io import read_image
 from spinefm.data.masks import crop_iou
 from spinefm.io_utils import atomic_write_json
-from spinefm.pipeline.components import load_loop
-from spinefm.pipeline.inputs import find_inputs
-from spinefm.pipeline.lockstep import LockstepRunner
-from spinefm.pipeline.loop import InductiveLoop
-from spinefm.pipeline.manifest import read_manifest
-from spinefm.pipeline.roles import ROLES
-from spinefm.pipeline.types import LoopResult
+from spinefm.pipeline.components.loading import load_loop
+from spinefm.pipeline.components.manifest import read_manifest
+from spinefm.pipeline.core.loop import InductiveLoop, LockstepRunner
+from spinefm.pipeline.core.types import ROLES, LoopResult
+from spinefm.pipeline.runner.inputs import find_inputs
 from spinefm.runtime import CPU_RUNTIMES
 from spinefm.synthetic import PhantomConfig, generate_phantom
 

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from spinefm.data.image_io import read_image
-from spinefm.pipeline.components import load_loop
-from spinefm.pipeline.lockstep import LockstepRunner
-from spinefm.pipeline.loop import InductiveLoop
-from spinefm.pipeline.manifest import find_manifest, read_manifest
-from spinefm.pipeline.types import LoopResult
+from spinefm.pipeline.components.loading import load_loop
+from spinefm.pipeline.components.manifest import find_manifest, read_manifest
+from spinefm.pipeline.core.loop import InductiveLoop, LockstepRunner
+from spinefm.pipeline.core.types import LoopResult
 
 Image = np.ndarray | str | Path
 

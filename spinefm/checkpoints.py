@@ -6,7 +6,7 @@ component (`LEGACY`); every stage module names all three now.
 A Lightning checkpoint of a stage holds, besides `state_dict`, an entry `spinefm`:
     component   the stage that trained it: maskrcnn | medsa | point_predictor | spine_end | ...
     role        detector | segmenter | predictor | classifier (what the pipeline uses it as)
-    adapter     the pipeline adapter that serves the role (`spinefm.pipeline.roles`)
+    adapter     the pipeline adapter that serves the role (`spinefm.pipeline.components.roles`)
     builder     "module:callable" building the model from `model`
     model       the model's constructor arguments (plain values)
     inference   what the pipeline needs to use it (patch sizes, classes, thresholds ...)

@@ -12,7 +12,7 @@ import spinefm
 from helpers.infer_runs import COMPONENTS, LOOP
 from helpers.train_runs import REPO
 from spinefm.data.image_io import read_image
-from spinefm.pipeline.components import load_loop
+from spinefm.pipeline.components.loading import load_loop
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
 MARKER = "<!-- the README's Python example: tests/test_api.py runs it -->"

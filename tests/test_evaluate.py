@@ -17,8 +17,8 @@ import spinefm.evaluation.run as evaluation_run
 from helpers.train_runs import REPO
 from spinefm.data.factory import load_records
 from spinefm.interrupt import Interrupted
-from spinefm.pipeline.outputs import write_outputs
-from spinefm.pipeline.types import Instance, LoopResult, MaskCrop, Trace
+from spinefm.pipeline.core.types import Instance, LoopResult, MaskCrop, Trace
+from spinefm.pipeline.runner.writers import write_outputs
 
 SMALL = [
     "dataset=synthetic",

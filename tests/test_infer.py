@@ -13,15 +13,16 @@ from helpers.dicom import write_dicom
 from helpers.infer_runs import COMPONENTS, LOOP, infer
 from spinefm.data.levels import LEVELS
 from spinefm.io_utils import atomic_write_json
-from spinefm.pipeline import STOP_REASONS, reclassify
-from spinefm.pipeline.components import load_loop
-from spinefm.pipeline.films import FilmSettings
-from spinefm.pipeline.inputs import find_inputs
-from spinefm.pipeline.manifest import checkpoint_paths
-from spinefm.pipeline.outputs import instances_json, label_map, overlay, polygons, read_prediction
-from spinefm.pipeline.predict import predict_films
-from spinefm.pipeline.roles import ROLES
-from spinefm.pipeline.types import DOWN, Instance, LoopResult, MaskCrop, Step, Trace
+from spinefm.pipeline import STOP_REASONS
+from spinefm.pipeline.components.loading import load_loop
+from spinefm.pipeline.components.manifest import checkpoint_paths
+from spinefm.pipeline.core.types import DOWN, ROLES, Instance, LoopResult, MaskCrop, Step, Trace
+from spinefm.pipeline.io.format import instances_json, label_map, polygons, read_prediction
+from spinefm.pipeline.io.render import overlay
+from spinefm.pipeline.runner.films import FilmSettings
+from spinefm.pipeline.runner.inputs import find_inputs
+from spinefm.pipeline.runner.predict import predict_films
+from spinefm.pipeline.tools import reclassify
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
 GOOD = {"a": 0, "nested/b": 1, "deep16": 2, "rgb": 3, "inverted": 4, "scan": 5}  # id: phantom seed

@@ -65,3 +65,26 @@ def test_no_text_names_a_document_outside_the_repository():
         if not any((base / name).is_file() for base in (repo, repo / "docs", path.parent))
     ]
     assert not missing, "\n".join(missing)
+
+
+def test_the_pipeline_core_imports_no_torch():
+    """The loop, repairs and decoder are numpy: torch stays behind the components, directly or not."""
+    core = SPINEFM / "pipeline" / "core"
+    heavy = ("torch", "torchvision", "lightning")
+
+    def spinefm_file(module: str) -> Path | None:
+        path = SPINEFM.parent.joinpath(*module.split("."))
+        return next((p for p in (path.with_suffix(".py"), path / "__init__.py") if p.is_file()), None)
+
+    offenders, seen, todo = [], set(), sorted(core.rglob("*.py"))
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for line, module in imported_modules(ast.parse(path.read_text(), filename=str(path))):
+            if module.split(".")[0] in heavy:
+                offenders.append(f"{path.relative_to(SPINEFM.parent)}:{line} imports {module}")
+            elif module.split(".")[0] == "spinefm" and (found := spinefm_file(module)):
+                todo.append(found)
+    assert not offenders, "\n".join(offenders)

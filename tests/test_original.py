@@ -30,7 +30,7 @@ from spinefm.models.spine_end import SpineEndClassifier
 from spinefm.original import layouts
 from spinefm.original.__main__ import main
 from spinefm.original.convert import convert
-from spinefm.pipeline.components import load_components
+from spinefm.pipeline.components.loading import load_components
 
 # A tiny ViT whose token grid differs from the original's 1024 px position embedding (resized), and
 # one whose grid matches it (the encoder's weights stay SAM's, as Med-SA trains only its adapters).

@@ -17,10 +17,10 @@ from spinefm.errors import UserError
 from spinefm.evaluation.walk import segmented_patches
 from spinefm.models.medsa import MedSA
 from spinefm.pipeline import STOP_REASONS, InductiveLoop, LoopConfig
-from spinefm.pipeline.adapters import MedSAAdapter, SpineEndAdapter, to_original_grid
-from spinefm.pipeline.components import load_components, load_loop
-from spinefm.pipeline.manifest import checkpoint_paths
-from spinefm.pipeline.types import Patches
+from spinefm.pipeline.components.adapters import MedSAAdapter, SpineEndAdapter, to_original_grid
+from spinefm.pipeline.components.loading import load_components, load_loop
+from spinefm.pipeline.components.manifest import checkpoint_paths
+from spinefm.pipeline.core.types import Patches
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
 PATCH = {"mode": "spacing", "side_px": 600, "spacing_factor": 3.0}

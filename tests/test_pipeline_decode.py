@@ -15,8 +15,8 @@ from spinefm.data.classes import (
     levels_between_ends,
 )
 from spinefm.data.levels import level_range
-from spinefm.pipeline import ChainView, DecodeConfig, decode_chain
-from spinefm.pipeline.decode import gap_ratios, l6_rate_from_counts
+from spinefm.pipeline import ChainRecord, ChainView, DecodeConfig, decode_chain
+from spinefm.pipeline.core.decode import gap_ratios, l6_rate_from_counts
 
 CLASSES = class_names(END_LEVELS)  # background, vertebra, top_end, bottom_end
 AP = ChainView.of("T1", "L5", "T1", "L5", "top")
@@ -30,7 +30,7 @@ def chain(calls, confidence=0.9):
 
 def decode(calls, view, support=None, config=None, confidence=0.9):
     support = np.zeros(len(calls)) if support is None else np.asarray(support, dtype=float)
-    return decode_chain(chain(calls, confidence), CLASSES, support, view, config or DecodeConfig())
+    return decode_chain(ChainRecord(chain(calls, confidence), CLASSES, support, view), config or DecodeConfig())
 
 
 def ap_calls():
@@ -135,14 +135,14 @@ def test_without_any_level_to_count_from_nothing_is_labelled():
 def test_an_unclassified_position_takes_its_neighbours_word():
     probabilities = chain(ap_calls())
     probabilities[8] = np.nan  # a seed the classifier was not asked about
-    decoded = decode_chain(probabilities, CLASSES, np.zeros(17), AP, DecodeConfig())
+    decoded = decode_chain(ChainRecord(probabilities, CLASSES, np.zeros(17), AP), DecodeConfig())
     assert decoded.levels == level_range("T1", "L5")
 
 
 def test_a_classifier_without_end_classes_leaves_the_landmarks_to_the_count():
     classes = class_names({})
     probabilities = np.stack([one_hot(classes, VERTEBRA)] * 17)
-    decoded = decode_chain(probabilities, classes, np.zeros(17), AP, DecodeConfig())
+    decoded = decode_chain(ChainRecord(probabilities, classes, np.zeros(17), AP), DecodeConfig())
     assert decoded.levels == level_range("T1", "L5")
 
 
@@ -153,11 +153,11 @@ def test_the_training_class_prior_is_divided_out():
     prior = np.array([0.3, 0.6, 0.05, 0.05])
     probabilities = chain([VERTEBRA] * 13 + [BACKGROUND])
     probabilities[12] = [0.05, 0.65, 0.0, 0.3]  # L5
-    decoded = decode_chain(probabilities, CLASSES, np.zeros(14), AP, DecodeConfig(), class_prior=prior)
+    decoded = decode_chain(ChainRecord(probabilities, CLASSES, np.zeros(14), AP, prior), DecodeConfig())
     assert decoded.levels == level_range("T5", "L5") + [None]
     equal = probabilities / prior
     equal /= equal.sum(axis=1, keepdims=True)
-    assert decode_chain(equal, CLASSES, np.zeros(14), AP, DecodeConfig()).log_likelihood == pytest.approx(
+    assert decode_chain(ChainRecord(equal, CLASSES, np.zeros(14), AP), DecodeConfig()).log_likelihood == pytest.approx(
         decoded.log_likelihood
     )
 
@@ -185,11 +185,10 @@ def test_a_step_over_one_vertebra_skips_one_level_and_no_more():
     calls = ap_calls()
     del calls[7]
     support = np.full(16, 0.9)
-    decoded = decode_chain(chain(calls), CLASSES, support, AP, DecodeConfig(), None, evenly_spaced(16, gap_after=6))
+    record = ChainRecord(chain(calls), CLASSES, support, AP, None, evenly_spaced(16, gap_after=6))
+    decoded = decode_chain(record, DecodeConfig())
     assert decoded.levels == [lv for lv in level_range("T1", "L5") if lv != "T8"] and all(decoded.kept)
-    rigid = decode_chain(
-        chain(calls), CLASSES, support, AP, DecodeConfig(skip_probability=0.0), None, evenly_spaced(16, gap_after=6)
-    )
+    rigid = decode_chain(record, DecodeConfig(skip_probability=0.0))
     assert rigid.levels != decoded.levels
 
 
@@ -201,7 +200,9 @@ def test_a_wide_gap_past_the_end_buys_no_skip():
         calls = ap_calls() + beyond
         centroids = evenly_spaced(len(calls))
         centroids[17:] += [0.0, 45.0]
-        decoded = decode_chain(chain(calls), CLASSES, np.full(len(calls), 0.9), AP, DecodeConfig(), None, centroids)
+        decoded = decode_chain(
+            ChainRecord(chain(calls), CLASSES, np.full(len(calls), 0.9), AP, None, centroids), DecodeConfig()
+        )
         assert decoded.levels[:17] == level_range("T1", "L5") and decoded.kept == [True] * 17 + [False] * len(beyond)
 
 
@@ -217,7 +218,7 @@ def test_a_second_position_on_one_vertebra_shifts_no_label():
     for support_there in (0.0, 0.9):
         support = np.full(18, 0.9)
         support[8] = support_there
-        decoded = decode_chain(chain(calls), CLASSES, support, AP, DecodeConfig(), None, centroids)
+        decoded = decode_chain(ChainRecord(chain(calls), CLASSES, support, AP, None, centroids), DecodeConfig())
         kept = [i for i, k in enumerate(decoded.kept) if k]
         assert [decoded.levels[i] for i in kept] == level_range("T1", "L5")
         assert all(decoded.levels[i] == on[i] for i in kept)
@@ -226,11 +227,13 @@ def test_a_second_position_on_one_vertebra_shifts_no_label():
 def test_an_even_chain_never_skips_and_an_unknown_gap_needs_the_evidence():
     """Evenly spaced, a clean chain decodes as before. Without centroids a skip has its prior alone,
     which does not outweigh counting from the anchor: the chain with T8 missing reads T1..L4."""
-    decoded = decode_chain(chain(ap_calls()), CLASSES, np.full(17, 0.9), AP, DecodeConfig(), None, evenly_spaced(17))
+    decoded = decode_chain(
+        ChainRecord(chain(ap_calls()), CLASSES, np.full(17, 0.9), AP, None, evenly_spaced(17)), DecodeConfig()
+    )
     assert decoded.levels == level_range("T1", "L5")
     calls = ap_calls()
     del calls[7]
-    blind = decode_chain(chain(calls), CLASSES, np.full(16, 0.9), AP, DecodeConfig())
+    blind = decode_chain(ChainRecord(chain(calls), CLASSES, np.full(16, 0.9), AP), DecodeConfig())
     assert blind.levels == level_range("T1", "L4")
 
 
@@ -259,7 +262,7 @@ def test_level_evidence_outvotes_wrong_end_calls():
     position says its level, so the chain is T1..L5 with C7 and S1 dropped, without the detector."""
     levels = ["C7", *level_range("T1", "L5"), "S1"]
     probabilities = level_chain(levels, wrong={1: "C7", 17: "S1"})
-    decoded = decode_chain(probabilities, LEVEL_CLASSES, np.zeros(len(levels)), AP, DecodeConfig())
+    decoded = decode_chain(ChainRecord(probabilities, LEVEL_CLASSES, np.zeros(len(levels)), AP), DecodeConfig())
     assert decoded.levels[1:18] == level_range("T1", "L5") and decoded.kept == [False] + [True] * 17 + [False]
 
 
@@ -267,7 +270,7 @@ def test_level_evidence_labels_a_film_cut_off_at_both_ends():
     """T3..L2 with no end in sight: end classes could only count from the anchor (T1), level
     evidence names each position; the same chain with end classes is labelled from T1."""
     levels = level_range("T3", "L2")
-    decoded = decode_chain(level_chain(levels), LEVEL_CLASSES, np.zeros(len(levels)), AP, DecodeConfig())
+    decoded = decode_chain(ChainRecord(level_chain(levels), LEVEL_CLASSES, np.zeros(len(levels)), AP), DecodeConfig())
     assert decoded.levels == levels and all(decoded.kept)
     assert decode([VERTEBRA] * len(levels), AP).levels == level_range("T1", "T12")
 
@@ -275,7 +278,9 @@ def test_level_evidence_labels_a_film_cut_off_at_both_ends():
 @pytest.mark.parametrize("view, levels", [(CERVICAL, level_range("C2", "C7")), (LUMBAR, level_range("T11", "S1"))])
 def test_level_evidence_in_the_other_views(view, levels):
     probabilities = level_chain(["C1", *levels] if view is CERVICAL else [*levels, BACKGROUND])
-    decoded = decode_chain(probabilities, LEVEL_CLASSES, np.zeros(len(probabilities)), view, DecodeConfig())
+    decoded = decode_chain(
+        ChainRecord(probabilities, LEVEL_CLASSES, np.zeros(len(probabilities)), view), DecodeConfig()
+    )
     assert [lv for lv, kept in zip(decoded.levels, decoded.kept) if kept] == levels
 
 

@@ -20,9 +20,8 @@ from helpers.oracles import (
 from spinefm.data.classes import class_names
 from spinefm.data.intensity import to_uint8
 from spinefm.pipeline import InductiveLoop
-from spinefm.pipeline.lockstep import LockstepRunner
-from spinefm.pipeline.roles import ROLES
-from spinefm.pipeline.types import DOWN, UP
+from spinefm.pipeline.core.loop import LockstepRunner
+from spinefm.pipeline.core.types import DOWN, ROLES, UP
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
 

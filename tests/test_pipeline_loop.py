@@ -23,7 +23,7 @@ from helpers.oracles import (
 )
 from spinefm.data.classes import BACKGROUND, BOTTOM_END, TOP_END, VERTEBRA, class_names
 from spinefm.pipeline import STOP_REASONS, Detection, InductiveLoop, LabelConfig
-from spinefm.pipeline.types import DOWN, UP
+from spinefm.pipeline.core.types import DOWN, UP
 
 
 class Sideways(OraclePredictor):

@@ -7,11 +7,11 @@ import pytest
 from helpers.oracles import middle, oracle_loop, phantom
 from spinefm.data.patches import crop_patch
 from spinefm.pipeline import MaskCrop
-from spinefm.pipeline.geometry import best_run, order_along_spine
-from spinefm.pipeline.patching import paste, resample
-from spinefm.pipeline.postprocess import final_mask
-from spinefm.pipeline.selection import deduplicate
-from spinefm.pipeline.types import Instance
+from spinefm.pipeline.core.geometry import best_run, order_along_spine
+from spinefm.pipeline.core.patching import paste, resample
+from spinefm.pipeline.core.postprocess import final_mask
+from spinefm.pipeline.core.selection import deduplicate
+from spinefm.pipeline.core.types import Instance
 
 
 def test_seeds_are_the_consecutive_run_with_the_best_mean_score():

@@ -5,8 +5,8 @@ import json
 from helpers.oracles import OracleSegmenter, Truth, middle, oracle_loop, phantom
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline import DecodeConfig
-from spinefm.pipeline.outputs import instances_json, read_chain
-from spinefm.pipeline.redecode import main, redecode
+from spinefm.pipeline.io.format import instances_json, read_chain
+from spinefm.pipeline.tools.redecode import main, redecode
 
 
 def written(tmp_path, result) -> dict:

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from spinefm.pipeline.geometry import mask_iou
-from spinefm.pipeline.repair import conflicts, uncentred
-from spinefm.pipeline.types import MaskCrop
+from spinefm.pipeline.core.geometry import mask_iou
+from spinefm.pipeline.core.repair import conflicts, uncentred
+from spinefm.pipeline.core.types import MaskCrop
 
 SPACING = 10.0
 CHAIN = np.array([[0.0, 0.0], [0.0, 10.0], [0.0, 20.0], [0.0, 40.0], [0.0, 50.0]])  # a gap at 30

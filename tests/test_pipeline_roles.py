@@ -12,10 +12,10 @@ from torch import nn
 from spinefm.checkpoints import LEGACY, load_component, read_checkpoint
 from spinefm.errors import UserError
 from spinefm.models.medsa import MedSA
-from spinefm.pipeline.adapters import Adapter
-from spinefm.pipeline.components import load_loop
-from spinefm.pipeline.roles import adapter_class, register_adapter
-from spinefm.pipeline.types import Detection, MaskCrop
+from spinefm.pipeline.components.adapters import Adapter
+from spinefm.pipeline.components.loading import load_loop
+from spinefm.pipeline.components.roles import adapter_class, register_adapter
+from spinefm.pipeline.core.types import Detection, MaskCrop
 from spinefm.synthetic import PhantomConfig, generate_phantom
 from spinefm.training.base import ComponentModule
 from spinefm.training.maskrcnn import MaskRCNNModule

@@ -3,7 +3,7 @@
 import multiprocessing
 
 from helpers.oracles import middle, oracle_loop, phantom
-from spinefm.pipeline.writers import WriterPool
+from spinefm.pipeline.runner.writers import WriterPool
 
 OVERLAY = {"max_side": 256, "alpha": 0.4}
 VIEWS = ("lateral_cervical", "lateral_lumbar", "ap_thoracolumbar")

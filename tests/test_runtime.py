@@ -9,8 +9,8 @@ import torch
 
 from spinefm.cli import UserError
 from spinefm.models.medsa import MedSA
-from spinefm.pipeline.adapters import MedSAAdapter
-from spinefm.pipeline.types import Patches
+from spinefm.pipeline.components.adapters import MedSAAdapter
+from spinefm.pipeline.core.types import Patches
 from spinefm.runtime import CpuRuntimeModule
 from spinefm.runtime.cache import MODEL_FILE
 

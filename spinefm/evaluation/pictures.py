@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 
 from spinefm.data.record import Vertebra
-from spinefm.pipeline.outputs import draw_levels, paint_labels, picture_scale
+from spinefm.pipeline.io.format import paint_labels
+from spinefm.pipeline.io.render import draw_levels, picture_scale
 
 TRUTH_COLOUR = (255, 255, 255)
 

@@ -33,9 +33,9 @@ from spinefm.evaluation.report import format_table, worst_images, write_report
 from spinefm.evaluation.walk import WalkTally, format_walk
 from spinefm.interrupt import Interrupted
 from spinefm.io_utils import atomic_write_csv, atomic_write_json, atomic_write_png
-from spinefm.pipeline.from_config import loop_from_config, predict_options
-from spinefm.pipeline.outputs import output_paths, read_prediction
-from spinefm.pipeline.predict import predict_films
+from spinefm.pipeline.io.format import output_paths, read_prediction
+from spinefm.pipeline.runner.from_config import loop_from_config, predict_options
+from spinefm.pipeline.runner.predict import predict_films
 from spinefm.progress import progress
 
 

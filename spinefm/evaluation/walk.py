@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from spinefm.pipeline.types import DOWN, UP
+from spinefm.pipeline.core.types import DOWN, UP
 
 
 class WalkTally:

@@ -1,25 +1,34 @@
-"""The inductive loop as a plain Python object: detector seeds, then a walk up and down the spine.
+"""The inductive pipeline, in rooms that follow the flow:
 
-Names are imported on first use, so a process that only needs a submodule (an output writer reading
-`types`) does not import torch with the loop.
+- `core/`: the loop itself (seeds, the walk up and down the spine, repairs, the chain decoder) and
+  the types it passes, in numpy without torch; it asks its components through requests;
+- `components/`: the trained models behind the loop's roles (an adapter per model family, their
+  registry) and loading a manifest's checkpoints into a loop;
+- `runner/`: many films through the loop under Lightning's `Trainer.predict` (inputs, loading,
+  lockstep batches, writer processes);
+- `io/`: what a run writes per film (label map and instances JSON, overlay picture);
+- `tools/`: command-line tools on a predictions folder (`redecode`, `reclassify`).
+
+The core's main names are importable from here, on first use (no torch with them).
 """
 
 import importlib
 
 _EXPORTS = {
-    "ChainView": "decode",
-    "DecodeConfig": "decode",
-    "decode_chain": "decode",
-    "LabelConfig": "labels",
-    "InductiveLoop": "loop",
-    "LoopConfig": "loop_config",
-    "STOP_REASONS": "types",
-    "Detection": "types",
-    "Instance": "types",
-    "LoopResult": "types",
-    "MaskCrop": "types",
-    "Step": "types",
-    "Trace": "types",
+    "ChainRecord": "core.decode",
+    "ChainView": "core.decode",
+    "DecodeConfig": "core.decode",
+    "decode_chain": "core.decode",
+    "LabelConfig": "core.labels",
+    "InductiveLoop": "core.loop",
+    "LoopConfig": "core.loop_config",
+    "STOP_REASONS": "core.types",
+    "Detection": "core.types",
+    "Instance": "core.types",
+    "LoopResult": "core.types",
+    "MaskCrop": "core.types",
+    "Step": "core.types",
+    "Trace": "core.types",
 }
 __all__ = sorted(_EXPORTS)
 

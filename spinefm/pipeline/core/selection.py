@@ -4,19 +4,22 @@
 from __future__ import annotations
 
 from spinefm.data.masks import crop_iou
-from spinefm.pipeline.types import Instance, Trace
+from spinefm.pipeline.core.types import Instance
 
 
 def select_instances(
-    chain: list[Instance | None], kept: list[bool], duplicate_iou: float, trace: Trace
-) -> list[Instance]:
-    """The chain's kept instances, duplicates dropped; counts what was dropped in `trace.dropped`."""
-    trace.dropped = {"decoded_out": kept.count(False), "empty": 0, "duplicate": 0}
+    chain: list[Instance | None], kept: list[bool], duplicate_iou: float
+) -> tuple[list[Instance], dict[str, int]]:
+    """(the chain's kept instances, duplicates dropped; how many positions were dropped and why:
+    "decoded_out", "empty", "duplicate")."""
     instances = [instance for instance, keep in zip(chain, kept) if keep and instance is not None]
-    trace.dropped["empty"] = sum(keep and instance is None for instance, keep in zip(chain, kept))
     survivors = deduplicate(instances, duplicate_iou)
-    trace.dropped["duplicate"] = len(instances) - len(survivors)
-    return [instances[i] for i in survivors]
+    dropped = {
+        "decoded_out": kept.count(False),
+        "empty": sum(keep and instance is None for instance, keep in zip(chain, kept)),
+        "duplicate": len(instances) - len(survivors),
+    }
+    return [instances[i] for i in survivors], dropped
 
 
 def deduplicate(instances: list[Instance], max_iou: float) -> list[int]:

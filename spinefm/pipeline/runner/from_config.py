@@ -6,10 +6,10 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from spinefm.pipeline.components import load_loop
-from spinefm.pipeline.films import FilmSettings
-from spinefm.pipeline.loop import InductiveLoop
-from spinefm.pipeline.manifest import find_manifest, read_manifest
+from spinefm.pipeline.components.loading import load_loop
+from spinefm.pipeline.components.manifest import find_manifest, read_manifest
+from spinefm.pipeline.core.loop import InductiveLoop
+from spinefm.pipeline.runner.films import FilmSettings
 from spinefm.progress_bar import progress_bar
 
 

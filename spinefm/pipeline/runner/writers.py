@@ -14,9 +14,15 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+
+import numpy as np
 
 from spinefm.interrupt import init_writer
-from spinefm.pipeline.outputs import write_outputs
+from spinefm.io_utils import atomic_write_json, atomic_write_png
+from spinefm.pipeline.core.types import LoopResult
+from spinefm.pipeline.io.format import instances_json, label_map, output_paths
+from spinefm.pipeline.io.render import overlay
 
 
 @dataclass
@@ -85,3 +91,15 @@ class WriterPool:
             self._pending.remove(future)
             if not future.cancelled():
                 self._done.append(future.result())
+
+
+def write_outputs(
+    output_dir, result: LoopResult, image: np.ndarray, image_info: dict, overlay_cfg: dict
+) -> dict[str, Path]:
+    """The label map, overlay and instances JSON of one film (the JSON last: it marks the film done)."""
+    paths = output_paths(output_dir, result.image_id)
+    labels = label_map(result)
+    atomic_write_png(paths["labels"], labels)
+    atomic_write_png(paths["overlay"], overlay(image, result, labels, overlay_cfg["max_side"], overlay_cfg["alpha"]))
+    atomic_write_json(paths["instances"], instances_json(result, image_info))
+    return paths

@@ -13,12 +13,13 @@ from typing import Protocol
 import numpy as np
 
 from spinefm.data.record import Vertebra
-from spinefm.pipeline.decode import ChainView
-from spinefm.pipeline.patching import paste
+from spinefm.pipeline.core.decode import ChainView
+from spinefm.pipeline.core.patching import paste
 
+ROLES = ("detector", "segmenter", "predictor", "classifier")  # what the loop asks of its components
 UP, DOWN = "up", "down"
 SEED = "seed"
-REPAIR = "repair"  # a chain position re-prompted at a detection after the walk (`spinefm.pipeline.repair`)
+REPAIR = "repair"  # a chain position re-prompted at a detection after the walk (`spinefm.pipeline.core.repair`)
 
 # Why a direction of the walk stopped (Trace.stops[direction]).
 STOP_REASONS = {
@@ -224,7 +225,7 @@ class Patches:
 
 
 # The four roles the loop drives, each through a batched interface: one call answers the requests of
-# many films (`spinefm.pipeline.requests`). Films are uint8 (`spinefm.data.intensity.to_uint8`, as in
+# many films (`spinefm.pipeline.core.requests`). Films are uint8 (`spinefm.data.intensity.to_uint8`, as in
 # training); points are (x, y) pixels. `patch` is the component's patch setting
 # {mode, side_px, spacing_factor} (`spinefm.data.patches.patch_side`).
 

@@ -18,11 +18,11 @@ import numpy as np
 
 from spinefm.data.classes import BACKGROUND
 from spinefm.data.patches import patch_side
-from spinefm.pipeline.claims import Claims
-from spinefm.pipeline.geometry import chain_spacing, inside, mask_iou, mask_score
-from spinefm.pipeline.loop_config import LoopConfig
-from spinefm.pipeline.requests import Classify, Predict, Request, Segment
-from spinefm.pipeline.types import ChainPosition, MaskCrop, Step, Trace
+from spinefm.pipeline.core.claims import Claims
+from spinefm.pipeline.core.geometry import chain_spacing, inside, mask_iou, mask_score
+from spinefm.pipeline.core.loop_config import LoopConfig
+from spinefm.pipeline.core.requests import Classify, Predict, Request, Segment
+from spinefm.pipeline.core.types import ChainPosition, MaskCrop, Step
 
 
 @dataclass
@@ -55,24 +55,24 @@ def walk_directions(
     film: np.ndarray,
     walkers: list[Walker],
     claims: Claims,
-    trace: Trace,
     config: LoopConfig,
     segment_patch: Mapping,
     classify_patch: Mapping,
     classes: list[str],
     end_calls: Mapping[str, frozenset[str]],
-) -> Generator[Request, object, None]:
-    """Step `walkers` together until each has stopped; steps go to `trace.steps`, kept positions to
-    each walker's `found`. segment_patch / classify_patch: the components' patch settings; end_calls:
-    per direction, the classes that call its end."""
+) -> Generator[Request, object, list[Step]]:
+    """Step `walkers` together until each has stopped; returns every step as it ran (kept positions go
+    to each walker's `found`). segment_patch / classify_patch: the components' patch settings;
+    end_calls: per direction, the classes that call its end."""
     height, width = film.shape
+    taken = []
     while True:
         for walker in walkers:
             if walker.stop is None and walker.steps >= config.max_steps:
                 walker.stop = "max_steps"
         active = [w for w in walkers if w.stop is None]
         if not active:
-            return
+            return taken
         steps = []
         for walker, point in zip(active, (yield from _predict(active, width, height))):
             step = Step(walker.direction, walker.steps, walker.window(), point, "kept")
@@ -84,7 +84,7 @@ def walk_directions(
             ):
                 step.snapped = claims.centroids[snap].copy()
             walker.steps += 1
-            trace.steps.append(step)
+            taken.append(step)
             if inside(step.prompt, width, height, config.border_margin * walker.spacing):
                 step.side = patch_side(segment_patch, walker.spacing)
                 steps.append((walker, step))

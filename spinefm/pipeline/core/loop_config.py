@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from spinefm.pipeline.decode import DecodeConfig
-from spinefm.pipeline.labels import LabelConfig
+from spinefm.pipeline.core.decode import DecodeConfig
+from spinefm.pipeline.core.labels import LabelConfig
 from spinefm.settings import check_fractions
 
 

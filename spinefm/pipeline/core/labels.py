@@ -1,5 +1,5 @@
 """What the decoder needs to label a film's chain: the view's end landmarks, its labelled range, the
-anchor end and the count prior (`spinefm.pipeline.decode`).
+anchor end and the count prior (`spinefm.pipeline.core.decode`).
 
 A view's landmarks are its `end_levels` entry (the levels the classifier's `top_end` / `bottom_end`
 mark, or where its level classes call the view's ends); its labelled range runs from its top
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from spinefm.data.classes import view_end_levels
-from spinefm.pipeline.decode import ChainView, l6_rate_from_counts
+from spinefm.pipeline.core.decode import ChainView, l6_rate_from_counts
 
 ENDS = ("top", "bottom")
 DEFAULT_ANCHORS = {"lateral_cervical": "top", "lateral_lumbar": "bottom", "ap_thoracolumbar": "top", "default": "top"}

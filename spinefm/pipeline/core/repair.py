@@ -30,11 +30,11 @@ import numpy as np
 
 from spinefm.data.masks import crop_containment
 from spinefm.data.patches import patch_side
-from spinefm.pipeline.claims import Claims
-from spinefm.pipeline.geometry import chain_spacing, mask_iou, order_along_spine, spine_line
-from spinefm.pipeline.loop_config import LoopConfig
-from spinefm.pipeline.requests import Request, Segment, classify_positions
-from spinefm.pipeline.types import REPAIR, ChainPosition, Detection, MaskCrop, Trace
+from spinefm.pipeline.core.claims import Claims
+from spinefm.pipeline.core.geometry import chain_spacing, mask_iou, order_along_spine, spine_line
+from spinefm.pipeline.core.loop_config import LoopConfig
+from spinefm.pipeline.core.requests import Request, Segment, classify_positions
+from spinefm.pipeline.core.types import REPAIR, ChainPosition, Detection, MaskCrop
 
 
 def repair_chain(
@@ -42,22 +42,22 @@ def repair_chain(
     found: list[ChainPosition],
     detections: list[Detection],
     claims: Claims,
-    trace: Trace,
     config: LoopConfig,
     segment_patch: Mapping,
     classify_patch: Mapping,
-) -> Generator[Request, object, list[ChainPosition]]:
-    """The chain repaired from confident detections no position is centred on; `trace.repairs`
-    counts what was replaced, inserted and rejected. Patches as the segmenter's and classifier's."""
+) -> Generator[Request, object, tuple[list[ChainPosition], dict[str, int]]]:
+    """(the chain repaired from confident detections no position is centred on; how many were
+    "replaced", "inserted" and "rejected", {} where none was re-prompted). Patches as the segmenter's
+    and classifier's."""
     confident = sorted((d for d in detections if d.score >= config.snap_score), key=lambda d: -d.score)
     if config.repair_centred <= 0 or len(found) < 2 or not confident:
-        return found
+        return found, {}
     centres = np.stack([f.centroid for f in found])
     spacing = chain_spacing(list(centres))
     points = np.stack([d.centroid for d in confident])
     chosen = [confident[i] for i in uncentred(centres, points, spacing, config.repair_centred, config.repair_reach)]
     if not chosen:
-        return found
+        return found, {}
     side = patch_side(segment_patch, spacing)
     crops = yield Segment(film, np.stack([d.centroid for d in chosen]), (side,) * len(chosen))
     threshold, chain, counts = config.mask_threshold, list(found), {"replaced": 0, "inserted": 0, "rejected": 0}
@@ -73,12 +73,11 @@ def repair_chain(
         counts["replaced" if overlapped else "inserted"] += 1
         chain = [f for i, f in enumerate(chain) if i not in overlapped]
         chain.append(ChainPosition(crop, centroid, REPAIR, None, claims.claim(crop)))
-    trace.repairs = counts
     new = [f for f in chain if f.class_probabilities is None and f.source == REPAIR]
     if not new:
-        return found
+        return found, counts
     yield from classify_positions(film, new, patch_side(classify_patch, spacing))
-    return [chain[i] for i in order_along_spine(np.stack([f.centroid for f in chain]))]
+    return [chain[i] for i in order_along_spine(np.stack([f.centroid for f in chain]))], counts
 
 
 def uncentred(

@@ -7,11 +7,12 @@ from dataclasses import dataclass, replace
 
 from spinefm.checkpoints import load_component
 from spinefm.errors import UserError
-from spinefm.pipeline import adapters  # noqa: F401  (registers the built-in adapters)
-from spinefm.pipeline.loop import InductiveLoop
-from spinefm.pipeline.loop_config import LoopConfig
-from spinefm.pipeline.manifest import checkpoint_paths, manifest_name, read_manifest
-from spinefm.pipeline.roles import ROLES, adapter_class
+from spinefm.pipeline.components import adapters  # noqa: F401  (registers the built-in adapters)
+from spinefm.pipeline.components.manifest import checkpoint_paths, manifest_name, read_manifest
+from spinefm.pipeline.components.roles import adapter_class
+from spinefm.pipeline.core.loop import InductiveLoop
+from spinefm.pipeline.core.loop_config import LoopConfig
+from spinefm.pipeline.core.types import ROLES
 
 
 @dataclass

@@ -2,7 +2,7 @@
 spine-end checkpoint, then decode them: a classifier compared on real films in about a minute per
 hundred films on a CPU, without the walk.
 
-    python -m spinefm.pipeline.reclassify PREDICTIONS OUT CHECKPOINT [scales=[1.0] hflip=false ...]
+    python -m spinefm.pipeline.tools.reclassify PREDICTIONS OUT CHECKPOINT [scales=[1.0] hflip=false ...]
     python evaluate.py dataset=aasce predictions=OUT
 
 Each chain position is classified at its recorded centroid with its recorded patch side
@@ -24,14 +24,14 @@ from omegaconf import OmegaConf
 
 from spinefm.checkpoints import load_component
 from spinefm.data.image_io import invert, read_image
-from spinefm.pipeline import adapters  # noqa: F401  (registers the built-in adapters)
-from spinefm.pipeline.decode import DecodeConfig
-from spinefm.pipeline.loop import InductiveLoop
-from spinefm.pipeline.loop_config import LoopConfig
-from spinefm.pipeline.outputs import rewrite_instance_files
-from spinefm.pipeline.redecode import redecode
-from spinefm.pipeline.roles import adapter_class
-from spinefm.pipeline.types import Patches
+from spinefm.pipeline.components import adapters  # noqa: F401  (registers the built-in adapters)
+from spinefm.pipeline.components.roles import adapter_class
+from spinefm.pipeline.core.decode import DecodeConfig
+from spinefm.pipeline.core.loop import InductiveLoop
+from spinefm.pipeline.core.loop_config import LoopConfig
+from spinefm.pipeline.core.types import Patches
+from spinefm.pipeline.io.format import rewrite_instance_files
+from spinefm.pipeline.tools.redecode import redecode
 
 
 def recorded_film(payload: dict) -> np.ndarray:

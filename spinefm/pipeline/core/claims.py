@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinefm.pipeline.types import Detection, Instance, MaskCrop
+from spinefm.pipeline.core.types import Detection, Instance, MaskCrop
 
 
 class Claims:

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from spinefm.pipeline.types import ChainPosition, Patches
+from spinefm.pipeline.core.types import ChainPosition, Patches
 
 
 class _Request:

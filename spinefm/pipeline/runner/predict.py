@@ -28,12 +28,11 @@ from torch.utils.data import DataLoader
 from spinefm.data.record import ImageRecord
 from spinefm.interrupt import Interrupted, init_worker, reinstall, stop_ranks
 from spinefm.io_utils import atomic_write_json
-from spinefm.pipeline.films import FilmDataset, FilmSettings, LoadedFilm
-from spinefm.pipeline.inputs import InputImage
-from spinefm.pipeline.lockstep import LockstepRunner
-from spinefm.pipeline.loop import InductiveLoop
-from spinefm.pipeline.types import LoopResult
-from spinefm.pipeline.writers import WriterPool, Written
+from spinefm.pipeline.core.loop import InductiveLoop, LockstepRunner
+from spinefm.pipeline.core.types import LoopResult
+from spinefm.pipeline.runner.films import FilmDataset, FilmSettings, LoadedFilm
+from spinefm.pipeline.runner.inputs import InputImage
+from spinefm.pipeline.runner.writers import WriterPool, Written
 
 
 class PipelineModule(pl.LightningModule):

@@ -19,8 +19,8 @@ from torch.utils.data import Dataset
 from spinefm.data.image_io import read_image, read_image_size
 from spinefm.data.problems import DataError
 from spinefm.data.record import ImageRecord
-from spinefm.pipeline.inputs import InputImage
-from spinefm.pipeline.outputs import is_done
+from spinefm.pipeline.io.format import is_done
+from spinefm.pipeline.runner.inputs import InputImage
 
 
 @dataclass

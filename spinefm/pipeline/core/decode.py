@@ -138,6 +138,21 @@ class ChainView:
         return self.first_level if self.anchor == "top" else self.last_level
 
 
+@dataclass(frozen=True)
+class ChainRecord:
+    """What the decoder reads of a chain, top to bottom. probabilities (N, C): the classifier's, in
+    `classes` order (a NaN row: not classified); support (N,): the detector's score at each position
+    (0: none there); class_prior: the class frequencies the classifier was trained with (None:
+    equal); centroids (N, 2) of the positions (None, or NaN rows: no geometry)."""
+
+    probabilities: np.ndarray
+    classes: Sequence[str]
+    support: np.ndarray
+    view: ChainView
+    class_prior: Sequence[float] | None = None
+    centroids: np.ndarray | None = None
+
+
 @dataclass
 class Decoded:
     """Per position: its level (None for junk and off the spine) and whether it is kept (a vertebra of
@@ -159,23 +174,14 @@ def l6_rate_from_counts(counts: Mapping | None, top: str | None, bottom: str | N
     return with_l6 / (with_l6 + without) if with_l6 + without > 0 else default
 
 
-def decode_chain(
-    probabilities: np.ndarray,
-    classes: Sequence[str],
-    support: np.ndarray,
-    view: ChainView,
-    config: DecodeConfig,
-    class_prior: Sequence[float] | None = None,
-    centroids: np.ndarray | None = None,
-) -> Decoded:
-    """probabilities (N, C) in `classes` order, top to bottom (a NaN row: not classified); support (N,)
-    the detector's score at each position (0: none there); class_prior: the class frequencies the
-    classifier was trained with (None: equal), divided out so that every class weighs the same and
-    the chain's structure alone says how rare the ends are; centroids (N, 2) of the positions (None,
-    or NaN rows: no geometry, a skip has its prior alone)."""
-    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(len(support), len(classes))
-    if class_prior is not None:
-        probabilities = probabilities / np.asarray(class_prior, dtype=np.float64)
+def decode_chain(chain: ChainRecord, config: DecodeConfig) -> Decoded:
+    """The most likely levels of a chain. The class prior is divided out, so that every class weighs
+    the same and the chain's structure alone says how rare the ends are; without centroids a skip
+    has its prior alone."""
+    classes, support, view, centroids = chain.classes, chain.support, chain.view, chain.centroids
+    probabilities = np.asarray(chain.probabilities, dtype=np.float64).reshape(len(support), len(classes))
+    if chain.class_prior is not None:
+        probabilities = probabilities / np.asarray(chain.class_prior, dtype=np.float64)
         probabilities /= probabilities.sum(axis=1, keepdims=True)
     count = len(probabilities)
     if count == 0:

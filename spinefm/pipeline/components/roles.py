@@ -8,8 +8,7 @@ a name with `@register_adapter("name")`, or named by its "module:Class" path, so
 from __future__ import annotations
 
 from spinefm.checkpoints import import_object
-
-ROLES = ("detector", "segmenter", "predictor", "classifier")
+from spinefm.pipeline.core.types import ROLES
 
 _ADAPTERS: dict[str, type] = {}
 

@@ -1,5 +1,5 @@
 """The inductive loop: seeds from a detector, a walk up and down the spine to its hard stops, then one
-decoding of the whole chain (docs in `spinefm.pipeline.decode`).
+decoding of the whole chain (docs in `spinefm.pipeline.core.decode`).
 
 1. Detect; order the detections' centroids along their principal axis, top to bottom; the
    `num_seeds` consecutive ones with the highest mean score are the seeds.
@@ -26,26 +26,28 @@ after the other, as the original).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections import Counter
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from spinefm.data.classes import end_calls
 from spinefm.data.intensity import to_uint8
 from spinefm.data.patches import patch_side
-from spinefm.pipeline.claims import Claims, unclaimed_detections
-from spinefm.pipeline.decode import decode_chain
-from spinefm.pipeline.geometry import best_run, chain_spacing, order_along_spine
-from spinefm.pipeline.lockstep import Walk, run_walks
-from spinefm.pipeline.loop_config import LoopConfig
-from spinefm.pipeline.postprocess import final_mask
-from spinefm.pipeline.repair import repair_chain
-from spinefm.pipeline.requests import Detect, Request, Segment, classify_positions
-from spinefm.pipeline.roles import ROLES
-from spinefm.pipeline.selection import select_instances
-from spinefm.pipeline.stepping import Walker, walk_directions
-from spinefm.pipeline.types import (
+from spinefm.pipeline.core.claims import Claims, unclaimed_detections
+from spinefm.pipeline.core.decode import ChainRecord, Decoded, decode_chain
+from spinefm.pipeline.core.geometry import best_run, chain_spacing, order_along_spine
+from spinefm.pipeline.core.lockstep import Walk, run_walks
+from spinefm.pipeline.core.loop_config import LoopConfig
+from spinefm.pipeline.core.postprocess import final_mask
+from spinefm.pipeline.core.repair import repair_chain
+from spinefm.pipeline.core.requests import Detect, Request, Segment, classify_positions
+from spinefm.pipeline.core.selection import select_instances
+from spinefm.pipeline.core.stepping import Walker, walk_directions
+from spinefm.pipeline.core.types import (
     DOWN,
+    ROLES,
     SEED,
     UP,
     ChainPosition,
@@ -56,8 +58,57 @@ from spinefm.pipeline.types import (
     LoopResult,
     Predictor,
     Segmenter,
+    Step,
     Trace,
 )
+
+
+@dataclass(frozen=True)
+class Walked:
+    """What seeding, walking and repairing returned: the film's status, each direction's stop, the
+    detections' order along the spine and the seeds among them, the seeds' refined centroids, the
+    steps as they ran, the chain's positions top to bottom and the repair counts."""
+
+    status: str
+    stops: dict[str, str]
+    order: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    seed_centroids: list[np.ndarray] = field(default_factory=list)
+    claims: Claims | None = None
+    positions: list[ChainPosition] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    repairs: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What decoding and post-processing returned (empty where there was no chain)."""
+
+    record: ChainRecord | None = None
+    sides: list[int | None] = field(default_factory=list)
+    decoded: Decoded | None = None
+    chain: list[Instance | None] = field(default_factory=list)
+    instances: list[Instance] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+    unclaimed: int = 0
+
+    def trace_fields(self) -> dict:
+        """The trace's chain entries: the decoder's input and output, and what was dropped."""
+        if self.record is None:
+            return {}
+        r = self.record
+        return {
+            "chain_probabilities": r.probabilities,
+            "chain_support": r.support,
+            "chain_centroids": r.centroids,
+            "chain_sides": self.sides,
+            "chain_view": r.view,
+            "class_prior": r.class_prior,
+            "chain_levels": self.decoded.levels,
+            "chain_kept": self.decoded.kept,
+            "dropped": self.dropped,
+            "unclaimed": self.unclaimed,
+        }
 
 
 class InductiveLoop:
@@ -111,64 +162,73 @@ class InductiveLoop:
     ) -> Walk:
         """The loop on a uint8 film as a generator: it yields its requests to the components and is
         sent their answers (`lockstep.run_walks` serves many films' walks together); returns the result."""
-        config = self.config
         if detections is None:
             detections = yield Detect(film)
+        walked = yield from self._walk_chain(film, view, detections)
+        finished = self._finish(walked.positions, view, walked.claims) if walked.positions else Finished()
         trace = Trace(
+            status=walked.status,
             detection_centroids=np.array([d.centroid for d in detections], dtype=np.float64).reshape(-1, 2),
             detection_scores=np.array([d.score for d in detections], dtype=np.float64),
             classes=list(self.classifier.classes),
+            order=walked.order,
+            seeds=walked.seeds,
+            seed_centroids=walked.seed_centroids,
+            steps=walked.steps,
+            stops=walked.stops,
+            **finished.trace_fields(),
+            repairs=walked.repairs,
         )
-        result = LoopResult(image_id, film.shape, view, [], trace)
+        return LoopResult(image_id, film.shape, view, finished.instances, trace, finished.chain)
+
+    def _walk_chain(
+        self, film: np.ndarray, view: str | None, detections: list[Detection]
+    ) -> Generator[Request, object, Walked]:
+        """Seeds, the walk up and down from them, and the repairs: the chain's positions top to bottom."""
+        config = self.config
         if not detections:
-            trace.status, trace.stops = "no_detections", {UP: "no_seeds", DOWN: "no_seeds"}
-            return result
-        trace.order = order_along_spine(trace.detection_centroids).tolist()
-        start = best_run(trace.detection_scores[trace.order], config.num_seeds)
-        trace.seeds = trace.order[start : start + config.num_seeds]
+            return Walked("no_detections", {UP: "no_seeds", DOWN: "no_seeds"})
+        order = order_along_spine(np.stack([d.centroid for d in detections])).tolist()
+        start = best_run(np.array([detections[i].score for i in order], dtype=np.float64), config.num_seeds)
+        seeds = order[start : start + config.num_seeds]
         claims = Claims(detections, config.snap_score, config.mask_threshold)
-        seeds = yield from self._segment_seeds(film, [detections[i] for i in trace.seeds], claims, trace)
-        if not seeds:
-            trace.status, trace.stops = "no_seeds", {UP: "no_seeds", DOWN: "no_seeds"}
-            return result
-        if len(seeds) == 1:
-            trace.stops = {UP: "one_seed", DOWN: "one_seed"}
-            result.chain, result.instances = self._finish(seeds, view, claims, trace)
-            return result
-        centroids = [s.centroid for s in seeds]
-        up = Walker(UP, centroids[::-1], seeds[0].probability)
-        down = Walker(DOWN, centroids, seeds[-1].probability)
+        positions = yield from self._segment_seeds(film, [detections[i] for i in seeds], claims)
+        seeded = {"order": order, "seeds": seeds, "seed_centroids": [p.centroid for p in positions], "claims": claims}
+        if not positions:
+            return Walked("no_seeds", {UP: "no_seeds", DOWN: "no_seeds"}, **seeded)
+        if len(positions) == 1:
+            return Walked("ok", {UP: "one_seed", DOWN: "one_seed"}, **seeded, positions=positions)
+        centroids = [p.centroid for p in positions]
+        up = Walker(UP, centroids[::-1], positions[0].probability)
+        down = Walker(DOWN, centroids, positions[-1].probability)
         classes = list(self.classifier.classes)
         landmarks = config.labels.chain_view(view, config.decode.l6_rate)
         calls = end_calls(classes, landmarks.top_end, landmarks.bottom_end)
+        steps = []
         for walkers in ([up], [down]) if config.sequential else ([up, down],):
-            yield from walk_directions(
+            steps += yield from walk_directions(
                 film,
                 walkers,
                 claims,
-                trace,
                 config,
                 self.segmenter.patch,
                 self.classifier.patch,
                 classes,
                 {UP: calls["top"], DOWN: calls["bottom"]},
             )
-        trace.stops = {UP: up.stop, DOWN: down.stop}
-        found = yield from repair_chain(
+        chain, repairs = yield from repair_chain(
             film,
-            up.found[::-1] + seeds + down.found,
+            up.found[::-1] + positions + down.found,
             detections,
             claims,
-            trace,
             config,
             self.segmenter.patch,
             self.classifier.patch,
         )
-        result.chain, result.instances = self._finish(found, view, claims, trace)
-        return result
+        return Walked("ok", {UP: up.stop, DOWN: down.stop}, **seeded, positions=chain, steps=steps, repairs=repairs)
 
     def _segment_seeds(
-        self, film: np.ndarray, detections: list[Detection], claims: Claims, trace: Trace
+        self, film: np.ndarray, detections: list[Detection], claims: Claims
     ) -> Generator[Request, object, list[ChainPosition]]:
         """Segment the seeds in one call; seeds whose mask is empty are dropped."""
         points = np.stack([d.centroid for d in detections])
@@ -183,9 +243,8 @@ class InductiveLoop:
             centroid = crop.weighted_centroid(self.config.mask_threshold)
             if centroid is not None:
                 seeds.append(ChainPosition(crop, centroid, SEED, None, max(claims.claim(crop), detection.score)))
-        trace.seed_centroids = [s.centroid for s in seeds]
         if seeds and self.config.classify_seeds:
-            centres = trace.seed_centroids
+            centres = [s.centroid for s in seeds]
             side = self._side(self.classifier, chain_spacing(centres) if len(centres) > 1 else spacing)
             yield from classify_positions(film, seeds, side)
         return seeds
@@ -194,36 +253,27 @@ class InductiveLoop:
     def _side(component, spacing: float) -> int:
         return patch_side(component.patch, spacing)
 
-    def _finish(
-        self, found: list[ChainPosition], view: str | None, claims: Claims, trace: Trace
-    ) -> tuple[list[Instance | None], list[Instance]]:
-        """Decode the chain and post-process every position: (the chain's instances, None where a mask
-        came out empty; the kept ones, duplicates dropped, top to bottom with their levels)."""
+    def _finish(self, found: list[ChainPosition], view: str | None, claims: Claims) -> Finished:
+        """Decode the chain and post-process every position: its instances (None where a mask came out
+        empty) and the kept ones, duplicates dropped, top to bottom with their levels."""
         config = self.config
         classes = list(self.classifier.classes)
         unknown = np.full(len(classes), np.nan)
-        trace.chain_probabilities = np.stack(
-            [f.class_probabilities if f.class_probabilities is not None else unknown for f in found]
+        record = ChainRecord(
+            probabilities=np.stack(
+                [f.class_probabilities if f.class_probabilities is not None else unknown for f in found]
+            ),
+            classes=classes,
+            support=np.array([f.support for f in found]),
+            view=config.labels.chain_view(view, config.decode.l6_rate),
+            class_prior=self.classifier.class_prior,
+            centroids=np.stack([f.centroid for f in found]),
         )
-        trace.chain_support = np.array([f.support for f in found])
-        trace.chain_centroids = np.stack([f.centroid for f in found])
-        trace.chain_sides = [f.side for f in found]
-        trace.chain_view = config.labels.chain_view(view, config.decode.l6_rate)
-        trace.class_prior = self.classifier.class_prior
-        decoded = decode_chain(
-            trace.chain_probabilities,
-            classes,
-            trace.chain_support,
-            trace.chain_view,
-            config.decode,
-            trace.class_prior,
-            trace.chain_centroids,
-        )
+        decoded = decode_chain(record, config.decode)
         chain = [self._final_instance(item, level, classes) for item, level in zip(found, decoded.levels)]
-        instances = select_instances(chain, decoded.kept, config.duplicate_iou, trace)
-        trace.chain_levels, trace.chain_kept = decoded.levels, decoded.kept
-        trace.unclaimed = unclaimed_detections(claims, instances)
-        return chain, instances
+        instances, dropped = select_instances(chain, decoded.kept, config.duplicate_iou)
+        unclaimed = unclaimed_detections(claims, instances)
+        return Finished(record, [f.side for f in found], decoded, chain, instances, dropped, unclaimed)
 
     def _final_instance(self, item: ChainPosition, level: str | None, classes: list[str]) -> Instance | None:
         config = self.config
@@ -248,3 +298,31 @@ class InductiveLoop:
             spine_class=spine_class,
             level=level,
         )
+
+
+class LockstepRunner:
+    """Runs a loop's films together; `calls` counts the batched calls per kind of the last run.
+
+    detect_by_shape: one detector call per distinct film shape, so results equal `loop.run`'s;
+    False: one call for all films, faster on films of mixed sizes but not identical to `loop.run`.
+    """
+
+    def __init__(self, loop: InductiveLoop, detect_by_shape: bool = True):
+        self.loop = loop
+        self.detect_by_shape = detect_by_shape
+        self.calls: Counter = Counter()
+
+    def run_many(
+        self,
+        images: Sequence[np.ndarray],
+        views: Sequence[str | None] | None = None,
+        image_ids: Sequence[str | None] | None = None,
+    ) -> list[LoopResult]:
+        """The same results as `[loop.run(image, view, image_id) ...]`, in the images' order."""
+        views = list(views) if views is not None else [None] * len(images)
+        image_ids = list(image_ids) if image_ids is not None else [None] * len(images)
+        if not len(views) == len(image_ids) == len(images):
+            raise ValueError(f"{len(images)} images but {len(views)} views and {len(image_ids)} image ids")
+        walks = [self.loop.walk(self.loop.film(image, i), view, i) for image, view, i in zip(images, views, image_ids)]
+        self.calls = Counter()
+        return run_walks(walks, self.loop.components, self.detect_by_shape, self.calls)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from spinefm.data.masks import crop_iou
-from spinefm.pipeline.types import MaskCrop
+from spinefm.pipeline.core.types import MaskCrop
 
 
 def mask_score(crop: MaskCrop) -> float:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from spinefm.pipeline.types import MaskCrop, weighted_centroid
+from spinefm.pipeline.core.types import MaskCrop, weighted_centroid
 
 
 @dataclass

@@ -2,7 +2,7 @@
 settings and without running any model: seconds for a whole test split, so decoder settings can be
 tried offline on real films.
 
-    python -m spinefm.pipeline.redecode PREDICTIONS OUT [min_evidence=0.1 detector_weight=0.5 ...]
+    python -m spinefm.pipeline.tools.redecode PREDICTIONS OUT [min_evidence=0.1 detector_weight=0.5 ...]
     python evaluate.py dataset=aasce predictions=OUT
 
 Each `<id>.json` in PREDICTIONS is written to OUT with its instances, chain levels and trace
@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from spinefm.pipeline.decode import ChainView, DecodeConfig, decode_chain
-from spinefm.pipeline.loop_config import LoopConfig
-from spinefm.pipeline.outputs import instance_entry, read_chain, rewrite_instance_files
-from spinefm.pipeline.selection import select_instances
-from spinefm.pipeline.types import Trace
+from spinefm.pipeline.core.decode import ChainRecord, ChainView, DecodeConfig, decode_chain
+from spinefm.pipeline.core.loop_config import LoopConfig
+from spinefm.pipeline.core.selection import select_instances
+from spinefm.pipeline.io.format import instance_entry, read_chain, rewrite_instance_files
 
 
 def redecode(payload: dict, config: DecodeConfig, duplicate_iou: float = LoopConfig.duplicate_iou) -> dict:
@@ -36,17 +35,18 @@ def redecode(payload: dict, config: DecodeConfig, duplicate_iou: float = LoopCon
     centroids = np.array(  # recorded by the loop; older files: the final masks' centroids
         trace.get("chain_centroids") or [[np.nan] * 2 if i is None else i.centroid for i in chain], dtype=np.float64
     )
-    decoded = decode_chain(probabilities, trace["classes"], support, view, config, trace["class_prior"], centroids)
+    decoded = decode_chain(
+        ChainRecord(probabilities, trace["classes"], support, view, trace["class_prior"], centroids), config
+    )
     for instance, level in zip(chain, decoded.levels):
         if instance is not None:
             instance.level = level
-    counts = Trace()
-    instances = select_instances(chain, decoded.kept, duplicate_iou, counts)
+    instances, dropped = select_instances(chain, decoded.kept, duplicate_iou)
     entries = [
         None if e is None else {**e, "level": lv, "kept": k}
         for e, lv, k in zip(payload["chain"], decoded.levels, decoded.kept)
     ]
-    new_trace = {**trace, "chain_levels": decoded.levels, "chain_kept": decoded.kept, "dropped": counts.dropped}
+    new_trace = {**trace, "chain_levels": decoded.levels, "chain_kept": decoded.kept, "dropped": dropped}
     return {**payload, "instances": [instance_entry(i) for i in instances], "trace": new_trace, "chain": entries}
 
 

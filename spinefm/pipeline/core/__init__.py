@@ -1,0 +1,1 @@
+"""The inductive loop itself: the walk, repairs, decoder and the types they pass, without torch."""

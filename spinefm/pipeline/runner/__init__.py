@@ -1,0 +1,1 @@
+"""Many films through the loop under Lightning: inputs, loading, the predict loop and the writers."""
