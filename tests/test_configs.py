@@ -1,9 +1,12 @@
-"""Every dataset option composes and instantiates; the entry points answer without crashing."""
+"""Every dataset option composes and instantiates; the entry points answer without crashing; the
+pipeline's defaults live in its dataclasses alone."""
 
+import re
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from helpers.aasce_files import write_aasce
 from helpers.native_formats import write_csxa_native, write_csxa_prepared, write_nhanes
@@ -11,6 +14,7 @@ from spinefm.data.coco_writer import CocoWriter
 from spinefm.data.factory import build_reader
 from spinefm.data.readers.base import Reader
 from spinefm.data.record import ImageRecord, Vertebra
+from spinefm.pipeline import DecodeConfig, LoopConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = sorted(p.stem for p in (REPO / "configs" / "dataset").glob("*.yaml"))
@@ -72,3 +76,33 @@ def test_export_config_requires_out():
     assert cfg.dataset.name == "synthetic"
     with pytest.raises(Exception, match="out"):
         _ = cfg.out
+
+
+def yaml_value(value) -> str:
+    """A default as the docs write it (YAML spelling)."""
+    if value is None or isinstance(value, bool):
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
+
+
+def test_the_methods_tables_show_the_dataclasses_defaults():
+    """docs/method.md lists every LoopConfig setting with its default, and the decoder's defaults."""
+    method = (REPO / "docs" / "method.md").read_text()
+    rows = re.findall(r"^\| (`\w+`(?:, `\w+`)*) \| ([^|]+) \|", method, flags=re.M)
+    shown = {}
+    for names, defaults in rows:
+        for name, default in zip(re.findall(r"`(\w+)`", names), defaults.split(", ")):
+            shown[name] = re.split(r"[ :]", default.strip(), maxsplit=1)[0]
+    loop = LoopConfig.__dataclass_fields__
+    expected = {name: yaml_value(field.default) for name, field in loop.items() if name not in ("decode", "labels")}
+    assert {name: shown.get(name) for name in expected} == expected
+    decoder = DecodeConfig()
+    for name in DecodeConfig.__dataclass_fields__:
+        if name != "evidence":
+            assert f"`{name}` {yaml_value(getattr(decoder, name))}" in method.replace("\n", " "), name
+
+
+def test_the_pipeline_config_sets_only_what_differs_from_the_dataclasses():
+    loop = OmegaConf.load(REPO / "configs" / "pipeline" / "default.yaml").loop
+    defaults = OmegaConf.structured(LoopConfig)
+    assert all(loop[key] != defaults[key] for key in loop), OmegaConf.to_yaml(loop)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class DecodeConfig:
     spacing, is log-normal around 1 (sd step_gap_sigma) for one level and around skip_gap (sd
     skip_gap_sigma) for two."""
 
-    evidence: Mapping = field(default_factory=lambda: dict(DEFAULT_EVIDENCE))
+    evidence: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_EVIDENCE))
     min_evidence: float = 0.05
     junk_probability: float = 0.05
     edge_probability: float = 0.1

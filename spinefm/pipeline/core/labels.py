@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from spinefm.data.classes import view_end_levels
 from spinefm.pipeline.core.decode import ChainView, l6_rate_from_counts
@@ -28,11 +29,11 @@ class LabelConfig:
     `default`), the end counting starts from when the chain shows no end (given entries replace those
     of DEFAULT_ANCHORS)."""
 
-    end_levels: Mapping | None = None
+    end_levels: dict[str, Any] | None = None
     first_level: str | None = None
     last_level: str | None = None
-    level_counts: Mapping | None = None
-    anchors: Mapping = field(default_factory=lambda: dict(DEFAULT_ANCHORS))
+    level_counts: dict[str, Any] | None = None
+    anchors: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ANCHORS))
 
     def __post_init__(self):
         self.anchors = {**DEFAULT_ANCHORS, **self.anchors}

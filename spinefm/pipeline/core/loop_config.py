@@ -1,4 +1,6 @@
-"""The inductive loop's settings (`pipeline.loop` in configs/pipeline/default.yaml)."""
+"""The inductive loop's settings: every default is here (`pipeline.loop` of infer.py and evaluate.py is
+this dataclass as a Hydra schema, hydra_plugins/spinefm_schemas.py; configs/pipeline/default.yaml
+sets only what differs, and docs/method.md's table is checked against it)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ class LoopConfig:
 
     num_seeds: consecutive detections the walk starts from. mask_threshold: probability binarising
     a new mask for the empty-mask stop, the overlap IoU, the refined centroid and which detections a
-    position claims. overlap_iou: stop (and discard) when the new mask's IoU with the previous one
+    position claims (None: Med-SA's, which `load_loop` takes from its checkpoint). overlap_iou: stop (and discard) when the new mask's IoU with the previous one
     exceeds it. max_steps: steps per direction. border_margin: predicted points must lie this many
     centroid spacings inside the image (negative: outside is allowed). classify_seeds: ask the end
     classifier about the seeds too. size_to_spacing: with a single seed, centroid spacing = this x
@@ -41,7 +43,7 @@ class LoopConfig:
     """
 
     num_seeds: int = 3
-    mask_threshold: float = 0.9
+    mask_threshold: float | None = 0.9
     overlap_iou: float = 0.1
     max_steps: int = 30
     border_margin: float = 0.0
@@ -65,6 +67,8 @@ class LoopConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
 
     def __post_init__(self):
+        if self.mask_threshold is None:
+            raise ValueError("mask_threshold None means Med-SA's: build the loop with load_loop, or give a number")
         if self.final_threshold is None:
             self.final_threshold = self.mask_threshold
         if isinstance(self.labels, Mapping):
