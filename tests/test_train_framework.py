@@ -137,9 +137,8 @@ def test_auto_workers_leave_one_cpu_to_training_and_stay_capped(monkeypatch):
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_loaders_keep_their_workers_between_epochs(num_workers):
-    from train_runs import synthetic_dataset
-
     from datamodules.spine_end import SpineEndDataModule
+    from helpers.train_runs import synthetic_dataset
 
     data = SpineEndDataModule(
         synthetic_dataset(2, 1, image_size=128), input_size=32, num_workers=num_workers, balance=0.5
