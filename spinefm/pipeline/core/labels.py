@@ -10,7 +10,6 @@ at the top; lumbar: up from S1 at the bottom).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 

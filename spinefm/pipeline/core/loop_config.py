@@ -16,13 +16,13 @@ from spinefm.settings import check_fractions
 class LoopConfig:
     """Every setting of the loop (SpineFM's defaults where it has them).
 
-    num_seeds: consecutive detections the walk starts from. mask_threshold: probability binarising
-    a new mask for the empty-mask stop, the overlap IoU, the refined centroid and which detections a
-    position claims (None: Med-SA's, which `load_loop` takes from its checkpoint). overlap_iou: stop (and discard) when the new mask's IoU with the previous one
-    exceeds it. max_steps: steps per direction. border_margin: predicted points must lie this many
-    centroid spacings inside the image (negative: outside is allowed). classify_seeds: ask the end
-    classifier about the seeds too. size_to_spacing: with a single seed, centroid spacing = this x
-    sqrt(its detected area), for spacing-sized patches.
+    num_seeds: consecutive detections the walk starts from. mask_threshold: probability binarising a new
+    mask for the empty-mask stop, the overlap IoU, the refined centroid and which detections a position
+    claims (None: Med-SA's, which `load_loop` takes from its checkpoint). overlap_iou: stop (and
+    discard) when the new mask's IoU with the previous one exceeds it. max_steps: steps per direction.
+    border_margin: predicted points must lie this many centroid spacings inside the image (negative:
+    outside is allowed). classify_seeds: ask the end classifier about the seeds too. size_to_spacing:
+    with a single seed, centroid spacing = this x sqrt(its detected area), for spacing-sized patches.
     patience: doubtful steps in a row (called background or this direction's end class, no confident
     detection under the mask) that end a direction; lookahead: a confident unclaimed detection within
     this many spacings ahead of the walking end keeps it going (0: never). snap_radius: a predicted
