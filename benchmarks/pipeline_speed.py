@@ -1,12 +1,12 @@
 """Inductive-loop throughput, and each film's time split into network forwards and everything else,
-for each CPU runtime of Med-SA's image encoder.
+for each CPU runtime of Med-SA.
 
 Modes, in one process: one film and one vertebra at a time (sequential, as the original SpineFM),
 one film at a time with both directions batched (per_image, `InductiveLoop.run`), and all films in
 lockstep (`LockstepRunner`; lockstep_padded: one detector call for all films). Forward time is
 measured around each role's network (forward hooks, synchronised on a GPU); "other" is the rest:
 patch cutting, mapping masks back, the walk's decisions, decoding, post-processing. "patches/film"
-counts the image encoder's inputs: one per segmented patch.
+counts Med-SA's inputs: one per segmented patch.
 
 Runtimes (--runtimes, `MedSAAdapter` cpu_runtime) run one after the other on the same films, for
 each manifest (several --manifest NAME=PATH: checkpoints compared side by side); the first is the
@@ -62,17 +62,18 @@ DETECTOR = {"maskrcnn": {"score_threshold": 0.0, "mask_threshold": 0.5}}
 
 class ForwardClock:
     """Wall time, calls and inputs (the first argument's length: patches, films) of each role's
-    network forward (hooks on the adapters' models)."""
+    network forward (hooks on the adapters' networks)."""
 
     def __init__(self, loop: InductiveLoop):
         self.seconds, self.calls, self.items = defaultdict(float), defaultdict(int), defaultdict(int)
         self._started: dict[str, float] = {}
         self._hooks = []
         for role, component in loop.components.items():
-            model = getattr(component, "model", None)
-            if isinstance(model, torch.nn.Module):
-                self._hooks.append(model.register_forward_pre_hook(lambda _, args, role=role: self._start(role, args)))
-                self._hooks.append(model.register_forward_hook(lambda *_, role=role: self._stop(role)))
+            for network in component.networks() if hasattr(component, "networks") else ():  # stubs have none
+                self._hooks.append(
+                    network.register_forward_pre_hook(lambda _, args, role=role: self._start(role, args))
+                )
+                self._hooks.append(network.register_forward_hook(lambda *_, role=role: self._stop(role)))
 
     def _start(self, role, args) -> None:
         self.items[role] += len(args[0]) if args and hasattr(args[0], "__len__") else 1
@@ -266,7 +267,7 @@ def main() -> None:
         nargs="+",
         choices=("torch", *CPU_RUNTIMES),
         default=["torch", "openvino"],
-        help="what runs Med-SA's image encoder on the CPU; the first is the reference",
+        help="what runs Med-SA on the CPU; the first is the reference",
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/pipeline_speed.json"))
     args = parser.parse_args()

@@ -204,11 +204,13 @@ def test_the_loop_runs_end_to_end_on_tiny_models(manifest):
                     and y0 + instance.mask.shape[0] <= height
                 )
         encoded = []
-        hook = loop.segmenter.model.image_encoder.register_forward_pre_hook(
-            lambda _, args, encoded=encoded: encoded.append(len(args[0]))
-        )
+        hooks = [
+            network.register_forward_pre_hook(lambda _, args, encoded=encoded: encoded.append(len(args[0])))
+            for network in loop.segmenter.networks()
+        ]
         walked = loop.run(record.load_image(), view=record.view)
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
         assert walked.trace.status == "ok" and walked.trace.steps  # every component was called
         assert all(len(walked.trace.steps_in(d)) <= 3 for d in ("up", "down"))
         assert segmented_patches(dataclasses.asdict(walked.trace)) == sum(encoded)  # as evaluate.py counts them

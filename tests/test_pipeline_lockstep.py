@@ -233,6 +233,9 @@ def test_the_forward_clock_times_each_roles_network():
         def __init__(self):
             self.model = Net()
 
+        def networks(self):  # as adapters name theirs
+            return [self.model]
+
     loop = InductiveLoop(Role(), Role(), Role(), Role())
     clock = ForwardClock(loop)
     loop.segmenter.model(torch.ones(3))

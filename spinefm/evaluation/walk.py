@@ -41,7 +41,7 @@ class WalkTally:
 
 
 def segmented_patches(trace: dict) -> int:
-    """The patches Med-SA's image encoder saw for a film: its seeds, the steps that were segmented
+    """The patches Med-SA saw for a film: its seeds, the steps that were segmented
     (not those stopped at the border) and the repairs' re-prompts."""
     steps = sum(step.get("side") is not None for step in trace.get("steps") or [])
     return len(trace.get("seeds") or []) + steps + sum((trace.get("repairs") or {}).values())

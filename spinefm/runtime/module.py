@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 class CpuRuntimeModule(nn.Module):
     """`module` (one tensor in, one out) run by a CPU runtime on CPU tensors outside autograd.
 
-    On a GPU, in training mode or where a gradient is wanted, `module` itself runs, so the wrapper can
-    stay in place whatever device Lightning moves it to. The export is made on the first CPU call for
+    On a GPU, in training mode, where a gradient is wanted or under autocast (a run that asked for
+    lower precision), `module` itself runs, so the wrapper can stay in place whatever device
+    Lightning moves it to. The export is made on the first CPU call for
     each input shape (one item: a batch runs item by item, as batches do not pay on a CPU) and cached
     (`spinefm.runtime.cache`); identity: plain settings of the module that are not in its tensors.
     """
@@ -33,7 +34,12 @@ class CpuRuntimeModule(nn.Module):
         self._sessions: dict[tuple[int, ...], object] = {}
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if inputs.device.type != "cpu" or self.module.training or (torch.is_grad_enabled() and inputs.requires_grad):
+        if (
+            inputs.device.type != "cpu"
+            or self.module.training
+            or (torch.is_grad_enabled() and inputs.requires_grad)
+            or torch.is_autocast_enabled("cpu")
+        ):
             return self.module(inputs)
         run = self._session(tuple(inputs.shape[1:]))
         if run is None or not len(inputs):

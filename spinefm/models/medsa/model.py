@@ -114,9 +114,15 @@ class MedSA(nn.Module):
         self, image_embeddings: torch.Tensor, points: torch.Tensor | None = None, boxes: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Single-mask low-res logits, pairing image embedding i with prompt i."""
+        return self.decode_embedded(image_embeddings, *self.embed_prompts(points, boxes))
+
+    def embed_prompts(
+        self, points: torch.Tensor | None = None, boxes: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sparse, dense) prompt embeddings and the image's positional encoding."""
         # Prompts are embedded in float32 even under autocast: a bf16 positional encoding of
         # pixel coordinates is too coarse.
-        with torch.autocast(image_embeddings.device.type, enabled=False):
+        with torch.autocast(self.pixel_mean.device.type, enabled=False):
             point_prompt = None
             if points is not None:
                 points = points.float()
@@ -124,7 +130,12 @@ class MedSA(nn.Module):
             sparse, dense = self.prompt_encoder(
                 points=point_prompt, boxes=None if boxes is None else boxes.float(), masks=None
             )
-            image_pe = self.prompt_encoder.get_dense_pe()
+            return sparse, dense, self.prompt_encoder.get_dense_pe()
+
+    def decode_embedded(
+        self, image_embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor, image_pe: torch.Tensor
+    ) -> torch.Tensor:
+        """Single-mask low-res logits of image embeddings and embedded prompts (`embed_prompts`)."""
         # SAM's decoder repeats the image embedding once per prompt (one image, many prompts). To
         # pair image i with prompt i, give it one zero embedding and fold the real ones into the
         # dense prompt term: it then forms 0 + (dense + embedding), bit for bit the sum
@@ -138,6 +149,10 @@ class MedSA(nn.Module):
             multimask_output=False,
         )
         return masks
+
+    def prompted_at(self, point: tuple[float, float]) -> "FixedPoint":
+        """This model with one point prompt, the same for every image (the pipeline's patch centre)."""
+        return FixedPoint(self, point).train(self.training)
 
     def train(self, mode: bool = True) -> "MedSA":
         super().train(mode)
@@ -209,3 +224,21 @@ class MedSA(nn.Module):
         for name, prompt, width in (("points", points, 2), ("boxes", boxes, 4)):
             if prompt is not None and tuple(prompt.shape) != (len(images), width):
                 raise ValueError(f"{name} must be ({len(images)}, {width}), got {tuple(prompt.shape)}")
+
+
+class FixedPoint(nn.Module):
+    """A MedSA prompted at one point for every image: images (B, 1 or 3, S, S) in [0, 1] -> low-res
+    logits (B, 1, L, L). The prompt's embeddings are constants, so a CPU runtime exports the whole
+    forward as one graph (`spinefm.runtime`); taken on the model's device when made."""
+
+    def __init__(self, model: MedSA, point: tuple[float, float]):
+        super().__init__()
+        self.model = model
+        with torch.no_grad():
+            prompts = model.embed_prompts(torch.tensor([point], dtype=torch.float32, device=model.pixel_mean.device))
+        for name, value in zip(("sparse", "dense", "image_pe"), prompts):
+            self.register_buffer(name, value, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        sparse = self.sparse.expand(len(images), -1, -1)
+        return self.model.decode_embedded(self.model.embed(images), sparse, self.dense, self.image_pe)

@@ -50,6 +50,11 @@ class Adapter:
             )
         return np.concatenate(outputs)
 
+    def networks(self) -> list[torch.nn.Module]:
+        """The modules whose forward is this adapter's network work, one call per batch (what
+        benchmarks time and count): the model, unless an adapter runs it otherwise."""
+        return [self.model] if isinstance(self.model, torch.nn.Module) else []
+
     @property
     def device(self) -> torch.device:
         """Where the model's parameters are (the CPU for a model without any)."""

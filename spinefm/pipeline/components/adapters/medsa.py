@@ -21,9 +21,10 @@ class MedSAAdapter(Adapter):
     `datamodules.medsa`), prompted with one point at the patch centre; the sigmoid of the low-res
     logits goes back onto image pixels: low-res pixel u covers x0 + (u + 0.5) * side / L - 0.5.
 
-    cpu_runtime: what runs the image encoder (nearly all of a film's time) on the CPU: `openvino`,
-    `openvino_bf16` or `onnxruntime` (an ONNX export, made on first use and cached by the weights:
-    `spinefm.runtime`), or `torch`. On a GPU the encoder always runs in torch.
+    cpu_runtime: what runs Med-SA on the CPU: `openvino`, `openvino_bf16` or `onnxruntime` (an ONNX
+    export of the whole forward, encoder and decoder, with the centre prompt's embeddings as
+    constants: made on first use and cached by the weights, `spinefm.runtime`), or `torch`. On a GPU
+    the model always runs in torch.
     """
 
     role = "segmenter"
@@ -52,9 +53,16 @@ class MedSAAdapter(Adapter):
         self.input_size = input_size
         self.low_res_size = low_res_size
         self.batch_size = batch_size
+        self.centre = (input_size - 1) / 2
+        self.exported = None
         if cpu_runtime != "torch":
-            encoder = self.model.image_encoder
-            self.model.image_encoder = CpuRuntimeModule(encoder, cpu_runtime, identity=self.model.base_identity())
+            prompted = self.model.prompted_at((self.centre, self.centre))
+            identity = {**self.model.base_identity(), "point": self.centre}
+            self.exported = CpuRuntimeModule(prompted, cpu_runtime, identity=identity)
+
+    def networks(self) -> list[torch.nn.Module]:
+        """The model, and its export where it runs instead (on the CPU; each batch calls one of them)."""
+        return [self.model] + ([self.exported] if self.exported is not None else [])
 
     def segment(self, requests: Sequence[Patches]) -> list[list[MaskCrop]]:
         cuts = [self.cut(r.film, r.centres, r.sides) for r in requests]
@@ -74,11 +82,13 @@ class MedSAAdapter(Adapter):
 
     def infer(self, inputs: np.ndarray) -> np.ndarray:
         """Probabilities (N, L, L) of uint8 inputs (N, S, S), prompted at the centre, in batches."""
-        centre = (self.input_size - 1) / 2
 
         def forward(batch: torch.Tensor) -> np.ndarray:
-            points = torch.full((len(batch), 2), centre, device=self.device)
-            return self.model(batch, points=points)[:, 0].float().sigmoid().cpu().numpy()
+            if self.exported is not None and batch.device.type == "cpu":
+                logits = self.exported(batch)
+            else:
+                logits = self.model(batch, points=torch.full((len(batch), 2), self.centre, device=batch.device))
+            return logits[:, 0].float().sigmoid().cpu().numpy()
 
         size = self.batch_size or self.DEFAULT_BATCH.get(self.device.type, 16)
         return self.batched(inputs, size, forward, (self.low_res_size, self.low_res_size))
