@@ -86,9 +86,6 @@ def test_the_classifier_averages_its_probabilities_over_scales_and_mirrors():
     assert np.allclose(averaged, np.mean([single, mirrored, smaller, smaller_mirrored], axis=0), atol=1e-6)
     default = SpineEndAdapter(LeftHeavy(), ["a", "b"], PATCH, 16)
     assert default.scales == [1.0] and default.hflip  # what infer.py and evaluate.py run
-    in_torch = SpineEndAdapter(LeftHeavy(), ["a", "b"], PATCH, 16, cpu_runtime="torch")
-    exported = default.classify([Patches(film, centre, (40,))])[0]  # through OpenVINO, as on any CPU
-    assert np.allclose(exported, in_torch.classify([Patches(film, centre, (40,))])[0], atol=1e-5)
     with pytest.raises(ValueError, match="scales"):
         SpineEndAdapter(LeftHeavy(), ["a", "b"], PATCH, 16, scales=[])
 

@@ -51,11 +51,6 @@ def fingerprint(module: nn.Module, shape: tuple[int, ...], identity: object = No
     return digest.hexdigest()[:32]
 
 
-def plain_attributes(module: nn.Module) -> dict:
-    """A module's own plain settings (numbers, strings), which no tensor holds: part of its identity."""
-    return {name: value for name, value in vars(module).items() if isinstance(value, bool | int | float | str)}
-
-
 def cached_export(module: nn.Module, example: torch.Tensor, key: str) -> Path:
     """The path of `module`'s ONNX graph for inputs shaped like `example`, exported under `key` if missing."""
     folder = cache_root() / "onnx" / key

@@ -12,8 +12,6 @@ from spinefm.pipeline.components.adapters.base import Adapter
 from spinefm.pipeline.components.roles import register_adapter
 from spinefm.pipeline.core.requests import split
 from spinefm.pipeline.core.types import Patches
-from spinefm.runtime import CpuRuntimeModule
-from spinefm.runtime.cache import plain_attributes
 
 
 @register_adapter("spine_end")
@@ -22,8 +20,7 @@ class SpineEndAdapter(Adapter):
     class probabilities (softmax, in `classes` order). class_prior: None in checkpoints trained fully balanced.
     Test-time averaging: the probabilities are the mean over patch sides scaled by each of `scales`
     and, with `hflip`, their left-right mirrors (training flips left-right too); one pass is
-    `scales=(1.0,), hflip=False`. cpu_runtime: what runs the network on the CPU, as Med-SA's
-    (`MedSAAdapter`); on a GPU it runs in torch."""
+    `scales=(1.0,), hflip=False`."""
 
     role = "classifier"
     settings = ("classes", "patch", "input_size", "class_prior")
@@ -38,7 +35,6 @@ class SpineEndAdapter(Adapter):
         batch_size: int = 64,
         scales: Sequence[float] = (1.0,),
         hflip: bool = True,
-        cpu_runtime: str = "openvino",
     ):
         super().__init__(model)
         if not scales or min(scales) <= 0:
@@ -49,13 +45,6 @@ class SpineEndAdapter(Adapter):
         self.patch = dict(patch)
         self.input_size = input_size
         self.batch_size = batch_size
-        self.exported = None
-        if cpu_runtime != "torch":
-            self.exported = CpuRuntimeModule(self.model, cpu_runtime, identity=plain_attributes(self.model))
-
-    def networks(self) -> list[torch.nn.Module]:
-        """The model, or its export that runs it (and falls back to it off the CPU)."""
-        return [self.exported if self.exported is not None else self.model]
 
     def classify(self, requests: Sequence[Patches]) -> list[np.ndarray]:
         counts = [len(r.centres) for r in requests]
@@ -76,9 +65,7 @@ class SpineEndAdapter(Adapter):
     def infer(self, patches: np.ndarray) -> np.ndarray:
         """(N, len(classes)) probabilities of uint8 patches (N, S, S)."""
 
-        (network,) = self.networks()
-
         def forward(batch: torch.Tensor) -> np.ndarray:
-            return network(batch).float().softmax(dim=1).double().cpu().numpy()
+            return self.model(batch).float().softmax(dim=1).double().cpu().numpy()
 
         return self.batched(patches, self.batch_size, forward, (len(self.classes),))
