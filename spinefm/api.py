@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from spinefm.data.image_io import read_image
-from spinefm.pipeline.components.loading import load_loop
-from spinefm.pipeline.components.manifest import find_manifest, read_manifest
+from spinefm.pipeline.components.loading import load_named_loop
 from spinefm.pipeline.core.loop import InductiveLoop, LockstepRunner
 from spinefm.pipeline.core.types import LoopResult
 
@@ -62,11 +61,8 @@ def load(
     """A `SpinePipeline` on a manifest written by `train.py experiment=...` ("latest": the newest under
     `search_root`). which: "best" or "last" checkpoints. loop: LoopConfig settings, e.g. {"patience": 4};
     components: adapter settings per stage, e.g. {"medsa": {"cpu_runtime": "torch"}}."""
-    path = find_manifest(manifest, search_root)
-    read = read_manifest(path)
-    read["path"] = str(path)
-    pipeline_loop = load_loop(read, loop, device, which, components)
-    return SpinePipeline(pipeline_loop, view or (read.get("dataset") or {}).get("view"))
+    pipeline_loop, default_view, _ = load_named_loop(manifest, search_root, loop, device, which, components, view)
+    return SpinePipeline(pipeline_loop, default_view)
 
 
 def _film(image: Image) -> tuple[np.ndarray, str | None]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from spinefm.checkpoints import load_component
 from spinefm.errors import UserError
 from spinefm.pipeline.components import adapters  # noqa: F401  (registers the built-in adapters)
-from spinefm.pipeline.components.manifest import checkpoint_paths, manifest_name, read_manifest
+from spinefm.pipeline.components.manifest import checkpoint_paths, find_manifest, manifest_name, read_manifest
 from spinefm.pipeline.components.roles import adapter_class
 from spinefm.pipeline.core.loop import InductiveLoop
 from spinefm.pipeline.core.loop_config import LoopConfig
@@ -84,3 +84,22 @@ def load_loop(
         last_level=labels.last_level or c.dataset.get("last_level"),
     )
     return InductiveLoop(c.detector, c.segmenter, c.predictor, c.classifier, replace(config, labels=labels))
+
+
+def load_named_loop(
+    name,
+    search_root,
+    config: LoopConfig | Mapping | None = None,
+    device: str = "cpu",
+    which: str = "best",
+    overrides: Mapping | None = None,
+    view: str | None = None,
+) -> tuple[InductiveLoop, str | None, dict]:
+    """(the loop, the view for films without one, the manifest as read with its "path") of a manifest
+    named by its path or "latest" (the newest under `search_root`); view None: the view of the dataset
+    the checkpoints were trained on."""
+    path = find_manifest(name, search_root)
+    manifest = read_manifest(path)
+    manifest["path"] = str(path)
+    loop = load_loop(manifest, config, device, which, overrides)
+    return loop, view or (manifest.get("dataset") or {}).get("view"), manifest

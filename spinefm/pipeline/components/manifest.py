@@ -27,7 +27,7 @@ def find_manifest(name, search_root) -> Path:
 
 
 def manifest_name(manifest) -> str:
-    """A manifest as messages name it: by its path (the dict `loop_from_config` reads carries it as "path")."""
+    """A manifest as messages name it: by its path (the dict `load_named_loop` reads carries it as "path")."""
     path = manifest.get("path") if isinstance(manifest, Mapping) else manifest
     return f"checkpoint manifest {path}" if path else "the checkpoint manifest"
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from spinefm.pipeline.components.loading import load_loop
-from spinefm.pipeline.components.manifest import find_manifest, read_manifest
+from spinefm.pipeline.components.loading import load_named_loop
 from spinefm.pipeline.core.loop import InductiveLoop
 from spinefm.pipeline.runner.films import FilmSettings
 from spinefm.progress_bar import progress_bar
@@ -22,14 +21,11 @@ def loop_from_config(cfg: DictConfig) -> tuple[InductiveLoop, str | None, dict]:
     """(the loop on the CPU, the view for films without one, the manifest) from `cfg.pipeline`;
     `pipeline.checkpoints=latest` is the newest manifest under `paths.log_dir`."""
     pipeline = cfg.pipeline
-    path = find_manifest(pipeline.checkpoints, cfg.paths.log_dir)
-    manifest = read_manifest(path)
-    manifest["path"] = str(path)
     loop_config = without_nulls(OmegaConf.to_container(pipeline.loop, resolve=True))
     components = without_nulls(OmegaConf.to_container(pipeline.components, resolve=True))
-    loop = load_loop(manifest, loop_config, "cpu", pipeline.which, components)
-    view = pipeline.view or (manifest.get("dataset") or {}).get("view")
-    return loop, view, manifest
+    return load_named_loop(
+        pipeline.checkpoints, cfg.paths.log_dir, loop_config, "cpu", pipeline.which, components, pipeline.view
+    )
 
 
 def predict_options(cfg: DictConfig) -> dict:
