@@ -125,7 +125,7 @@ def test_litemedsam_runs_its_weights_at_another_input_side(lite):
     with torch.no_grad():
         out = small.eval()(torch.rand(2, 1, 160, 160), points=torch.full((2, 2), 79.5))
     assert out.shape == (2, 1, 160, 160) and torch.isfinite(out).all()
-    with pytest.raises(ValueError, match="multiple of 32"):
+    with pytest.raises(ValueError, match="multiple of 16"):
         MedSA("litemedsam", input_size=150)
     with pytest.raises(ValueError, match="litemedsam only"):
         MedSA("tiny", input_size=64)

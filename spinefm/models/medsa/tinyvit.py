@@ -24,7 +24,7 @@ LITEMEDSAM_ENCODER = {
 }
 NATIVE_SIDE = 256
 STRIDE = 4  # input pixels per output token
-SIDE_MULTIPLE = 32
+SIDE_MULTIPLE = 16
 
 
 class ResizedTinyViT(TinyViT):
