@@ -125,6 +125,9 @@ def test_litemedsam_runs_its_weights_at_another_input_side(lite):
     with torch.no_grad():
         out = small.eval()(torch.rand(2, 1, 160, 160), points=torch.full((2, 2), 79.5))
     assert out.shape == (2, 1, 160, 160) and torch.isfinite(out).all()
+    with torch.no_grad():  # a multiple of 16 that is not one of 32: grids 72 and 36 tokens a side
+        out = MedSA("litemedsam", input_size=144).eval()(torch.rand(1, 1, 144, 144), points=torch.full((1, 2), 71.5))
+    assert out.shape == (1, 1, 144, 144) and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="multiple of 16"):
         MedSA("litemedsam", input_size=150)
     with pytest.raises(ValueError, match="litemedsam only"):
