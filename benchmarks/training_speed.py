@@ -32,6 +32,7 @@ from lightning.pytorch.profilers import SimpleProfiler
 
 from benchmarks.clock import synchronise
 from spinefm.io_utils import atomic_write_json
+from spinefm.training.precision import effective_precision
 from spinefm.training.run import build_stage, stage_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +144,7 @@ def measure(cfg, steps: int, warmup: int, loader_samples: int, device: str, prec
     trainer = L.Trainer(
         accelerator=device,
         devices=1,
-        precision=precision or cfg.trainer.precision,
+        precision=precision or effective_precision(cfg.trainer.precision, device),
         max_epochs=1,
         limit_train_batches=steps,
         limit_val_batches=0,
@@ -207,7 +208,10 @@ def main(argv: list[str] | None = None) -> dict:
         "--num-workers", default="auto", help="loader processes while training, as train.py's num_workers"
     )
     parser.add_argument("--device", default="cpu", help="cpu | gpu")
-    parser.add_argument("--precision", help="32-true | bf16-mixed | ... (default: each stage's own, as train.py)")
+    parser.add_argument(
+        "--precision",
+        help="32-true | bf16-mixed | ... (default: each stage's own, as train.py: bf16 only where the CPU has it)",
+    )
     parser.add_argument(
         "--override", nargs="*", default=[], help="further train.py overrides, e.g. stages.medsa.data.jitter=0"
     )
@@ -230,7 +234,8 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "experiment": args.experiment,
         "device": torch.cuda.get_device_name() if args.device == "gpu" else f"cpu, {torch.get_num_threads()} threads",
-        "precision": args.precision or {s: configs[s].trainer.precision for s in args.stages},
+        "precision": args.precision
+        or {s: effective_precision(configs[s].trainer.precision, args.device) for s in args.stages},
         "num_workers": args.num_workers,
         "rows": rows,
     }

@@ -162,3 +162,22 @@ def test_a_run_may_set_tf32_matmuls_and_channels_last_weights(tmp_path):
         torch.set_float32_matmul_precision("highest")
     convolutions = [p for p in module.parameters() if p.dim() == 4]
     assert convolutions and all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
+
+
+@pytest.mark.parametrize(
+    ("flags", "accelerator", "asked", "expected"),
+    [
+        ({}, "cpu", "bf16-mixed", "32-true"),  # AVX2 only: emulated bf16, float32 instead
+        ({"avx512_bf16": True}, "cpu", "bf16-mixed", "bf16-mixed"),
+        ({"amx_bf16": True}, "auto", "bf16-mixed", "bf16-mixed"),
+        ({}, "gpu", "bf16-mixed", "bf16-mixed"),  # the CPU's flags say nothing about a GPU
+        ({}, "cpu", "32-true", "32-true"),
+    ],
+)
+def test_bf16_is_asked_of_a_cpu_only_where_it_computes_it(flags, accelerator, asked, expected, monkeypatch):
+    from spinefm.training import precision
+
+    capabilities = {"architecture": "x86_64", "avx2": True, "avx512_bf16": False, "amx_bf16": False, **flags}
+    monkeypatch.setattr(precision.torch.cpu, "get_capabilities", lambda: capabilities)
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    assert precision.effective_precision(asked, accelerator) == expected

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spinefm.io_utils import atomic_write_json
+from spinefm.training.precision import effective_precision
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,11 @@ def train_stage(cfg: DictConfig, output_dir: Path) -> dict:
     callbacks = {name: instantiate(c) for name, c in (cfg.get("callbacks") or {}).items() if c is not None}
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=list(callbacks.values()), logger=loggers or False, default_root_dir=str(output_dir)
+        cfg.trainer,
+        callbacks=list(callbacks.values()),
+        logger=loggers or False,
+        default_root_dir=str(output_dir),
+        precision=effective_precision(cfg.trainer.precision, cfg.trainer.accelerator),
     )
     started = time.perf_counter()
     try:
@@ -56,6 +61,7 @@ def train_stage(cfg: DictConfig, output_dir: Path) -> dict:
         "metrics": {k: _number(v) for k, v in trainer.callback_metrics.items()},
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
+        "precision": trainer.precision,
         "world_size": trainer.world_size,
         "seconds": round(time.perf_counter() - started, 1),
         "skipped_images": datamodule.skipped,
