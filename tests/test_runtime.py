@@ -2,6 +2,7 @@
 the weights (a changed or damaged export is made again) and a missing runtime package is named."""
 
 import importlib.util
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -34,8 +35,8 @@ def medsa(seed: int) -> MedSA:
     return model
 
 
-def masks(runtime: str, model: MedSA, film: np.ndarray, centres: np.ndarray) -> list:
-    adapter = MedSAAdapter(model, PATCH, model.input_size, model.low_res_size, cpu_runtime=runtime)
+def masks(runtime: str, model: MedSA, film: np.ndarray, centres: np.ndarray, streams: int = 2) -> list:
+    adapter = MedSAAdapter(model, PATCH, model.input_size, model.low_res_size, cpu_runtime=runtime, cpu_streams=streams)
     return adapter.segment([Patches(film, centres, (48,) * len(centres))])[0]
 
 
@@ -43,11 +44,24 @@ def masks(runtime: str, model: MedSA, film: np.ndarray, centres: np.ndarray) -> 
 def test_a_cpu_runtime_gives_torchs_masks(cache, runtime):
     film = np.random.default_rng(0).integers(0, 256, (96, 128), dtype=np.uint8)
     centres = np.array([[30.0, 40.0], [64.0, 50.0], [100.0, 60.0]])
-    exported, reference = masks(runtime, medsa(0), film, centres), masks("torch", medsa(0), film, centres)
-    assert len(list(cache.iterdir())) == 1
-    for a, b in zip(exported, reference):
-        assert a.offset == b.offset and np.abs(a.values - b.values).max() < 1e-4
-        assert not np.array_equal(a.values, np.zeros_like(a.values))
+    reference = masks("torch", medsa(0), film, centres)
+    with torch_threads(2):  # two patches side by side, one thread each, and one at a time on both
+        for streams in (2, 1):
+            exported = masks(runtime, medsa(0), film, centres, streams)
+            assert len(list(cache.iterdir())) == 1
+            for a, b in zip(exported, reference, strict=True):  # in the patches' order
+                assert a.offset == b.offset and np.abs(a.values - b.values).max() < 1e-4
+                assert not np.array_equal(a.values, np.zeros_like(a.values))
+
+
+@contextmanager
+def torch_threads(count: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_an_export_follows_the_weights_and_a_damaged_one_is_made_again(cache):

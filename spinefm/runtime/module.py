@@ -21,16 +21,18 @@ class CpuRuntimeModule(nn.Module):
     On a GPU, in training mode, where a gradient is wanted or under autocast (a run that asked for
     lower precision), `module` itself runs, so the wrapper can stay in place whatever device
     Lightning moves it to. The export is made on the first CPU call for
-    each input shape (one item: a batch runs item by item, as batches do not pay on a CPU) and cached
-    (`spinefm.runtime.cache`); identity: plain settings of the module that are not in its tensors.
+    each input shape (one item: a batch runs item by item, as batches do not pay on a CPU, `streams`
+    items side by side) and cached (`spinefm.runtime.cache`); identity: plain settings of the module
+    that are not in its tensors.
     """
 
-    def __init__(self, module: nn.Module, runtime: str, identity: object = None):
+    def __init__(self, module: nn.Module, runtime: str, identity: object = None, streams: int = 1):
         super().__init__()
         require_runtime(runtime)
         self.module = module
         self.runtime = runtime
         self.identity = identity
+        self.streams = streams
         self._sessions: dict[tuple[int, ...], object] = {}
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -45,7 +47,7 @@ class CpuRuntimeModule(nn.Module):
         if run is None or not len(inputs):
             return self.module(inputs)
         items = np.ascontiguousarray(inputs.detach().float().numpy())
-        return torch.from_numpy(np.concatenate([run(items[i : i + 1]) for i in range(len(items))]))
+        return torch.from_numpy(np.concatenate(run([items[i : i + 1] for i in range(len(items))])))
 
     def _session(self, shape: tuple[int, ...]):
         """The runtime's session for items of `shape`; None where the module could not be exported
@@ -69,8 +71,8 @@ class CpuRuntimeModule(nn.Module):
         path = cached_export(self.module, example, key)
         threads = torch.get_num_threads()
         try:
-            return open_session(path, self.runtime, threads)
+            return open_session(path, self.runtime, threads, self.streams)
         except Exception as error:  # a damaged cache entry: export again, once
             log.warning("the cached export %s did not load (%s); exporting it again", path, error)
             discard(path)
-            return open_session(cached_export(self.module, example, key), self.runtime, threads)
+            return open_session(cached_export(self.module, example, key), self.runtime, threads, self.streams)

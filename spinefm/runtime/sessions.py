@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,24 +36,49 @@ def require_runtime(runtime: str) -> None:
         )
 
 
-def open_session(path: Path, runtime: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """A function running the graph at `path` (one input, one output) on `threads` CPU threads."""
+def open_session(path: Path, runtime: str, threads: int, streams: int = 1) -> Callable[[list], list]:
+    """A function running the graph at `path` (one input, one output) on each of a list of inputs, on
+    `threads` CPU threads in all: `streams` inputs at a time, each on threads / streams of them (2 cores:
+    two inputs side by side on one thread each ran a 160 px Med-SA patch in 0.92x the time of one
+    input on both)."""
     require_runtime(runtime)
+    streams = max(1, min(streams, threads))
     if runtime == "onnxruntime":
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = max(1, threads // streams)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        return lambda inputs: session.run(None, {name: inputs})[0]
+        pool = ThreadPoolExecutor(streams, thread_name_prefix="onnxruntime") if streams > 1 else None
+
+        def one(inputs: np.ndarray) -> np.ndarray:
+            return session.run(None, {name: inputs})[0]
+
+        return (lambda items: list(pool.map(one, items))) if pool else (lambda items: [one(x) for x in items])
     import openvino
 
     precision = "bf16" if runtime == "openvino_bf16" else "f32"
     compiled = openvino.Core().compile_model(
-        str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
+        str(path),
+        "CPU",
+        {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": streams, "INFERENCE_PRECISION_HINT": precision},
     )
-    request = compiled.create_infer_request()
-    return lambda inputs: request.infer({0: inputs})[0].copy()
+    queue = openvino.AsyncInferQueue(compiled, streams)
+
+    def done(request, slot) -> None:
+        outputs, index = slot
+        outputs[index] = request.get_output_tensor(0).data.copy()
+
+    queue.set_callback(done)
+
+    def run(items: list) -> list:
+        outputs = [None] * len(items)
+        for index, inputs in enumerate(items):
+            queue.start_async({0: inputs}, (outputs, index))
+        queue.wait_all()
+        return outputs
+
+    return run

@@ -24,7 +24,8 @@ class MedSAAdapter(Adapter):
     cpu_runtime: what runs Med-SA on the CPU: `openvino`, `openvino_bf16` or `onnxruntime` (an ONNX
     export of the whole forward, encoder and decoder, with the centre prompt's embeddings as
     constants: made on first use and cached by the weights, `spinefm.runtime`), or `torch`. On a GPU
-    the model always runs in torch.
+    the model always runs in torch. cpu_streams: patches the export runs side by side, each on its
+    share of the threads (every patch of a lockstep step goes to it in one call).
     """
 
     role = "segmenter"
@@ -42,6 +43,7 @@ class MedSAAdapter(Adapter):
         prompt: str = "point",
         batch_size: int | None = None,
         cpu_runtime: str = "openvino",
+        cpu_streams: int = 2,
     ):
         if prompt != "point":
             raise ValueError(
@@ -58,7 +60,7 @@ class MedSAAdapter(Adapter):
         if cpu_runtime != "torch":
             prompted = self.model.prompted_at((self.centre, self.centre))
             identity = {**self.model.base_identity(), "point": self.centre}
-            self.exported = CpuRuntimeModule(prompted, cpu_runtime, identity=identity)
+            self.exported = CpuRuntimeModule(prompted, cpu_runtime, identity=identity, streams=cpu_streams)
 
     def networks(self) -> list[torch.nn.Module]:
         """The model, and its export where it runs instead (on the CPU; each batch calls one of them)."""
@@ -90,7 +92,8 @@ class MedSAAdapter(Adapter):
                 logits = self.model(batch, points=torch.full((len(batch), 2), self.centre, device=batch.device))
             return logits[:, 0].float().sigmoid().cpu().numpy()
 
-        size = self.batch_size or self.DEFAULT_BATCH.get(self.device.type, 16)
+        exported = self.exported is not None and self.device.type == "cpu"
+        size = self.batch_size or (max(len(inputs), 1) if exported else self.DEFAULT_BATCH.get(self.device.type, 16))
         return self.batched(inputs, size, forward, (self.low_res_size, self.low_res_size))
 
     def to_image(self, probability: np.ndarray, origin, side: int, shape: tuple[int, int]) -> MaskCrop:
