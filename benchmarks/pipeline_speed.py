@@ -8,10 +8,11 @@ measured around each role's network (forward hooks, synchronised on a GPU); "oth
 patch cutting, mapping masks back, the walk's decisions, decoding, post-processing. "patches/film"
 counts Med-SA's inputs: one per segmented patch.
 
-Runtimes (--runtimes, `MedSAAdapter` cpu_runtime) run one after the other on the same films, for
-each manifest (several --manifest NAME=PATH: checkpoints compared side by side); the first is the
-reference the others' levels and masks (Dice of the instances, paired top to bottom) are compared
-with. A runtime's warm-up film makes its ONNX export when it is not cached yet.
+Runtimes (--runtimes, `MedSAAdapter` cpu_runtime; --streams, its cpu_streams: several give a row
+each) run one after the other on the same films, for each manifest (several --manifest NAME=PATH:
+checkpoints compared side by side); the first is the reference the others' levels and masks (Dice of
+the instances, paired top to bottom) are compared with. A runtime's warm-up film makes its ONNX
+export when it is not cached yet.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pipeline_speed.py --images 8 --size 256
     .venv/bin/python benchmarks/pipeline_speed.py --manifest M.json --images 8 --real --modes lockstep \
@@ -269,6 +270,13 @@ def main() -> None:
         default=["torch", "openvino"],
         help="what runs Med-SA on the CPU; the first is the reference",
     )
+    parser.add_argument(
+        "--streams",
+        nargs="+",
+        type=int,
+        default=[2],
+        help="patches an export runs side by side (MedSAAdapter cpu_streams); several: a row for each",
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/pipeline_speed.json"))
     args = parser.parse_args()
     settings = {} if args.real else {**WALKING, "max_steps": args.max_steps}
@@ -276,10 +284,12 @@ def main() -> None:
         manifests = named_manifests(args.manifest) if args.manifest else {"tiny": train_tiny(Path(tmp))}
         loops, load_seconds = {}, {}
         for name, manifest in manifests.items():
-            for runtime in args.runtimes:
-                label = runtime if len(manifests) == 1 else f"{name} {runtime}"
+            for runtime, streams in runtime_rows(args.runtimes, args.streams):
+                several = len(args.streams) > 1 and runtime != "torch"
+                label = " ".join([name] * (len(manifests) > 1) + [runtime] + [f"x{streams}"] * several)
                 start = time.perf_counter()
-                overrides = {**({} if args.real else DETECTOR), "medsa": {"cpu_runtime": runtime}}
+                medsa = {"cpu_runtime": runtime, "cpu_streams": streams}
+                overrides = {**({} if args.real else DETECTOR), "medsa": medsa}
                 loops[label] = load_loop(manifest, settings, device=args.device, overrides=overrides)
                 load_seconds[label] = time.perf_counter() - start
         images, views, ids = films(args, next(iter(manifests.values())))
@@ -314,6 +324,11 @@ def main() -> None:
     print(runtime_table(reports))
     print("loading the checkpoints: " + ", ".join(f"{r} {s:.2f} s" for r, s in load_seconds.items()))
     print(f"written to {atomic_write_json(args.out, report)}")
+
+
+def runtime_rows(runtimes: list[str], streams: list[int]) -> list[tuple[str, int]]:
+    """(runtime, streams) of each row: every CPU runtime with every streams count, torch once."""
+    return [(runtime, count) for runtime in runtimes for count in (streams[:1] if runtime == "torch" else streams)]
 
 
 def named_manifests(values: list[str]) -> dict[str, Path]:
