@@ -168,6 +168,7 @@ def measure(cfg, steps: int, warmup: int, loader_samples: int, device: str, prec
         "batch_size": cfg.stage.data.batch_size,
         "train_samples": len(datamodule.datasets["train"]),
         "loader_samples_per_s": loader_rate(loader, loader_samples),
+        "precision": trainer.precision,
         "fit_seconds": seconds,
         **step_parts(profiler, warmup),
     }
@@ -234,8 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "experiment": args.experiment,
         "device": torch.cuda.get_device_name() if args.device == "gpu" else f"cpu, {torch.get_num_threads()} threads",
-        "precision": args.precision
-        or {s: effective_precision(configs[s].trainer.precision, args.device) for s in args.stages},
+        "precision": args.precision or {row["stage"]: row["precision"] for row in rows},
         "num_workers": args.num_workers,
         "rows": rows,
     }

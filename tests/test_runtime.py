@@ -2,12 +2,12 @@
 the weights (a changed or damaged export is made again) and a missing runtime package is named."""
 
 import importlib.util
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import torch
 
+from helpers.threads import torch_threads
 from spinefm.cli import UserError
 from spinefm.models.medsa import MedSA
 from spinefm.pipeline.components.adapters import MedSAAdapter
@@ -52,16 +52,6 @@ def test_a_cpu_runtime_gives_torchs_masks(cache, runtime):
             for a, b in zip(exported, reference, strict=True):  # in the patches' order
                 assert a.offset == b.offset and np.abs(a.values - b.values).max() < 1e-4
                 assert not np.array_equal(a.values, np.zeros_like(a.values))
-
-
-@contextmanager
-def torch_threads(count: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_an_export_follows_the_weights_and_a_damaged_one_is_made_again(cache):

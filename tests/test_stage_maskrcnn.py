@@ -18,6 +18,7 @@ from torch import nn
 
 from datamodules.maskrcnn import DetectionDataset, MaskRCNNDataModule, detection_collate
 from helpers.maskrcnn_tiny import INFERENCE, TINY
+from helpers.threads import torch_threads
 from helpers.train_runs import synthetic_dataset
 from spinefm.checkpoints import load_component
 from spinefm.data.record import ImageRecord, Vertebra
@@ -47,10 +48,8 @@ EASY_SYNTHETIC = [
 def one_thread():
     """These models are tiny: one thread is as fast, and OpenMP threads slow down many-fold when
     the cores are shared (tests beside other jobs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def compose_train(*overrides):

@@ -7,6 +7,7 @@ import torch
 from lightning import Callback, Trainer, seed_everything
 
 from datamodules.medsa import MedSADataModule, VertebraPatchDataset, cut_context, input_coordinates
+from helpers.threads import torch_threads
 from helpers.train_runs import run_dirs, run_train, synthetic_dataset
 from spinefm.checkpoints import load_component
 from spinefm.data.patches import crop_patch, patch_origin, resize_square
@@ -23,10 +24,8 @@ ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-2}
 def one_thread(monkeypatch):
     """Tiny nets: one thread (here and in train.py subprocesses), so other jobs on the cores cannot stall them."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def square(level: str, cx: int, cy: int, half: int) -> Vertebra:

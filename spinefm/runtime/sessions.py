@@ -7,8 +7,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 from spinefm.cli import UserError
 
 # runtime -> the Python package it needs. openvino_bf16: OpenVINO computing in bfloat16 where the CPU
@@ -52,12 +50,8 @@ def open_session(path: Path, runtime: str, threads: int, streams: int = 1) -> Ca
         options.log_severity_level = 3  # errors only
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        pool = ThreadPoolExecutor(streams, thread_name_prefix="onnxruntime") if streams > 1 else None
-
-        def one(inputs: np.ndarray) -> np.ndarray:
-            return session.run(None, {name: inputs})[0]
-
-        return (lambda items: list(pool.map(one, items))) if pool else (lambda items: [one(x) for x in items])
+        each = ThreadPoolExecutor(streams, thread_name_prefix="onnxruntime").map if streams > 1 else map
+        return lambda items: list(each(lambda inputs: session.run(None, {name: inputs})[0], items))
     import openvino
 
     precision = "bf16" if runtime == "openvino_bf16" else "f32"
