@@ -169,6 +169,8 @@ def test_gap_ratios_against_the_local_spacing():
     assert ratios[1] == pytest.approx(10 / 10) and ratios[3] == pytest.approx(
         20 / 10
     )  # medians of 10, 10, 20 / 10, 10, 10
+    over_one = gap_ratios(centroids, span=2)  # from two positions back, over the gaps outside that span
+    assert np.isnan(over_one[1]) and over_one[3] == pytest.approx(30 / 10) and over_one[2] == pytest.approx(20 / 15)
 
 
 def evenly_spaced(count, gap_after=None):
@@ -204,6 +206,22 @@ def test_a_wide_gap_past_the_end_buys_no_skip():
             ChainRecord(chain(calls), CLASSES, np.full(len(calls), 0.9), AP, None, centroids), DecodeConfig()
         )
         assert decoded.levels[:17] == level_range("T1", "L5") and decoded.kept == [True] * 17 + [False] * len(beyond)
+
+
+def test_the_gap_over_a_dropped_position_counts():
+    """A film cut off at L3 (no bottom end): T10's patch called background, no detection there, so
+    that dropping it as junk is as likely as keeping it. Dropped, the gap from T9 to T11 is two
+    spacings, so the levels below stay right either way (the gap over junk once counted for nothing,
+    and T11..L3 read T10..L2)."""
+    levels = level_range("T1", "L3")
+    calls = [TOP_END] + [VERTEBRA] * (len(levels) - 1)
+    calls[9] = BACKGROUND
+    support = np.full(len(levels), 0.9)
+    support[9] = 0.0
+    record = ChainRecord(chain(calls, confidence=0.95), CLASSES, support, AP, None, evenly_spaced(len(levels)))
+    decoded = decode_chain(record, DecodeConfig())
+    assert [lv for i, lv in enumerate(decoded.levels) if i != 9] == [lv for lv in levels if lv != "T10"]
+    assert decoded.levels[9] in ("T10", None)
 
 
 def test_a_second_position_on_one_vertebra_shifts_no_label():

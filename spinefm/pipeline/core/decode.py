@@ -22,9 +22,11 @@ film): two catch-all states. The Viterbi path maximises the joint likelihood of:
 - the chain's geometry: a vertebra may follow the previous one two levels down (the walk stepped
   over a vertebra) at `skip_probability`, more likely where the gap between the two positions is
   about twice the chain's local spacing (`gap_ratios`; log-normal gap likelihoods), so that one
-  step over a vertebra does not shift every label below it. The gap only decides between one level
-  and two: the better of them costs its prior alone, so a wide gap (a walk overshooting past an
-  end) makes the next level unlikely rather than paying a path to step over a vertebra there.
+  step over a vertebra does not shift every label below it. Across one junk position the gap is
+  the one from the vertebra before it (a vertebra stepped over whose patch was dropped as junk
+  leaves two spacings there). The gap only decides between one level and two: the better of them
+  costs its prior alone, so a wide gap (a walk overshooting past an end) makes the next level
+  unlikely rather than paying a path to step over a vertebra there.
 
 Each position's evidence is floored (`min_evidence`), so no single call can veto a path: one wrong
 call costs at most log(1 / min_evidence), and a whole chain outvotes it. Pure numpy; no model here.
@@ -54,6 +56,7 @@ OFF_BEFORE, OFF_AFTER = (
     "off_after",
 )  # the chain off the spine, before its first and after its last vertebra
 L5, L6, S1 = (level_index(name) for name in ("L5", "L6", "S1"))
+REAL, ONE_JUNK, JUNK = range(3)  # the decoder's kinds of position: a real state, junk right after one, later junk
 
 
 @dataclass
@@ -194,27 +197,39 @@ def decode_chain(chain: ChainRecord, config: DecodeConfig) -> Decoded:
     junk = np.log(config.junk_probability)
     stay = np.log1p(-config.junk_probability)
     successor = _successor_scores(states, view.l6_rate)  # (S, S) log P(next real state | real state)
-    ratios = gap_ratios(centroids) if centroids is not None else np.full(count, np.nan)
-    after_real, after_junk = _transitions(successor, ratios, config)  # (N, S, S) each
+    if centroids is None:
+        ratios = over_junk = np.full(count, np.nan)
+    else:
+        ratios, over_junk = gap_ratios(centroids), gap_ratios(centroids, span=2)
+    after_real = _transitions(successor, ratios, config)  # (N, S, S)
+    after_one_junk = _transitions(successor, over_junk, config)  # the gap from the vertebra before the junk
+    after_junk = _transitions(successor, np.full(1, np.nan), config)[0]  # (S, S): the gap says nothing
     size = len(states.names)
-    # score[i, s]: best path to position i in real state s; junk[i, s]: in junk after real state s
-    real_score = np.full((count, size), -np.inf)
-    junk_score = np.full((count, size), -np.inf)
-    real_from = np.zeros((count, size), dtype=np.int64)  # previous state, negative: -1 - (junk after it)
-    junk_from = np.zeros((count, size), dtype=np.int64)  # same: real (>= 0) or junk (< 0)
-    real_score[0] = evidence.real[0] + states.enter
-    junk_score[0, 0] = junk + evidence.junk[0]  # junk first: still off the spine
+    # score[kind][i, s]: the best path to position i in real state s (REAL), or in junk after real
+    # state s, the vertebra in s at i - 1 (ONE_JUNK) or further back (JUNK); from[kind][i, s]: the
+    # previous position's (kind, state) on that path.
+    score = np.full((3, count, size), -np.inf)
+    origin = np.zeros((3, count, size, 2), dtype=np.int64)
+    score[REAL, 0] = evidence.real[0] + states.enter
+    score[JUNK, 0, 0] = junk + evidence.junk[0]  # junk first: still off the spine
+    states_index = np.arange(size)
     for i in range(1, count):
-        from_real = real_score[i - 1][:, None] + stay + after_real[i]  # (previous real, next real)
-        from_junk = junk_score[i - 1][:, None] + stay + after_junk
-        best_real, best_junk = from_real.max(axis=0), from_junk.max(axis=0)
-        use_junk = best_junk > best_real
-        real_score[i] = np.where(use_junk, best_junk, best_real) + evidence.real[i]
-        real_from[i] = np.where(use_junk, -1 - from_junk.argmax(axis=0), from_real.argmax(axis=0))
-        keep_real, keep_junk = real_score[i - 1] + junk, junk_score[i - 1] + junk
-        junk_score[i] = np.maximum(keep_real, keep_junk) + evidence.junk[i]
-        junk_from[i] = np.where(keep_junk > keep_real, -1 - np.arange(size), np.arange(size))
-    return _backtrack(real_score + states.leave, junk_score + states.leave, real_from, junk_from, states)
+        arrivals = np.stack(  # (kind before, previous real, next real)
+            [
+                score[REAL, i - 1][:, None] + after_real[i],
+                score[ONE_JUNK, i - 1][:, None] + after_one_junk[i],
+                score[JUNK, i - 1][:, None] + after_junk,
+            ]
+        ).reshape(3 * size, size)
+        best = arrivals.argmax(axis=0)
+        score[REAL, i] = arrivals[best, states_index] + stay + evidence.real[i]
+        origin[REAL, i] = np.stack([best // size, best % size], axis=1)
+        score[ONE_JUNK, i] = score[REAL, i - 1] + junk + evidence.junk[i]
+        origin[ONE_JUNK, i] = np.stack([np.full(size, REAL), states_index], axis=1)
+        longer = score[JUNK, i - 1] > score[ONE_JUNK, i - 1]
+        score[JUNK, i] = np.maximum(score[JUNK, i - 1], score[ONE_JUNK, i - 1]) + junk + evidence.junk[i]
+        origin[JUNK, i] = np.stack([np.where(longer, JUNK, ONE_JUNK), states_index], axis=1)
+    return _backtrack(score + states.leave, origin, states)
 
 
 class _States:
@@ -258,25 +273,27 @@ def _successor_scores(states: _States, l6_rate: float) -> np.ndarray:
     return scores
 
 
-def gap_ratios(centroids: np.ndarray, window: int = 3) -> np.ndarray:
-    """Per position, the distance to the previous one over the median of the other such distances
-    within `window` positions (the local spacing); NaN for the first and where a centroid is unknown."""
+def gap_ratios(centroids: np.ndarray, window: int = 3, span: int = 1) -> np.ndarray:
+    """Per position, the distance to the one `span` positions before it over the median of the other
+    consecutive distances within `window` positions (the local spacing); NaN for the first `span`
+    and where a centroid is unknown."""
     centroids = np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
     gaps = np.full(len(centroids), np.nan)
     gaps[1:] = np.linalg.norm(np.diff(centroids, axis=0), axis=1)
     ratios = np.full(len(centroids), np.nan)
-    for i in range(1, len(centroids)):
-        around = np.concatenate([gaps[max(1, i - window) : i], gaps[i + 1 : i + 1 + window]])
+    for i in range(span, len(centroids)):
+        distance = np.linalg.norm(centroids[i] - centroids[i - span])
+        around = np.concatenate([gaps[max(1, i - span + 1 - window) : i - span + 1], gaps[i + 1 : i + 1 + window]])
         around = around[np.isfinite(around)]
-        if np.isfinite(gaps[i]) and around.size:
-            ratios[i] = gaps[i] / np.median(around)
+        if np.isfinite(distance) and around.size:
+            ratios[i] = distance / np.median(around)
     return ratios
 
 
-def _transitions(successor: np.ndarray, ratios: np.ndarray, config: DecodeConfig) -> tuple[np.ndarray, np.ndarray]:
-    """log P(real state at i | real state at i - 1) per position (N, S, S), with one level skipped
-    at skip_probability; where the gap is known, its likelihood ratio (two levels : one level) is
-    charged to the less likely of the two. The same after junk (S, S), where the gap says nothing."""
+def _transitions(successor: np.ndarray, ratios: np.ndarray, config: DecodeConfig) -> np.ndarray:
+    """log P(real state at i | the previous real state) per position (N, S, S), with one level
+    skipped at skip_probability; where the gap (`ratios`) is known, its likelihood ratio (two levels :
+    one level) is charged to the less likely of the two."""
     size = len(successor)
     levels = slice(1, size - 1)
     skip = np.full((size, size), -np.inf)  # two levels down where one level is the rule
@@ -302,8 +319,7 @@ def _transitions(successor: np.ndarray, ratios: np.ndarray, config: DecodeConfig
         scores[levels, levels] += one - excess
         return np.maximum(scores, skip + two + skip_term - excess)
 
-    after_real = np.stack([combined(term) for term in likelihood_ratio])
-    return after_real, combined(0.0)
+    return np.stack([combined(term) for term in likelihood_ratio])
 
 
 @dataclass
@@ -367,16 +383,15 @@ def _class_weights(states: _States, classes: list[str], config: DecodeConfig) ->
     return np.stack([*rows, row("junk")])
 
 
-def _backtrack(real_score, junk_score, real_from, junk_from, states: _States) -> Decoded:
-    count = len(real_score)
-    last_real, last_junk = real_score[-1].max(), junk_score[-1].max()
-    in_junk = bool(last_junk > last_real)
-    state = int(junk_score[-1].argmax() if in_junk else real_score[-1].argmax())
+def _backtrack(score: np.ndarray, origin: np.ndarray, states: _States) -> Decoded:
+    """The best path's states, read back from its last position (score and origin as decode_chain's)."""
+    count, size = score.shape[1], score.shape[2]
+    best = int(score[:, -1].argmax())
+    kind, state = divmod(best, size)
     path = [None] * count  # real state index, or None for junk
     for i in range(count - 1, -1, -1):
-        path[i] = None if in_junk else state
-        pointer = int((junk_from if in_junk else real_from)[i, state]) if i > 0 else 0
-        in_junk, state = (True, -1 - pointer) if pointer < 0 else (False, pointer)
+        path[i] = state if kind == REAL else None
+        kind, state = (int(v) for v in origin[kind, i, state])
     levels = [None if s is None or states.names[s] in (OFF_BEFORE, OFF_AFTER) else states.names[s] for s in path]
     kept = [s is not None and bool(states.kept[s]) for s in path]
-    return Decoded(levels, kept, float(max(last_real, last_junk)))
+    return Decoded(levels, kept, float(score[:, -1].max()))
