@@ -284,6 +284,20 @@ def test_level_evidence_outvotes_wrong_end_calls():
     assert decoded.levels[1:18] == level_range("T1", "L5") and decoded.kept == [False] + [True] * 17 + [False]
 
 
+def test_a_film_walked_past_c7_is_counted_from_its_bottom():
+    """AASCE's classes (C7..S1): the walk went one past C7, and the classifier counts the top from the
+    film's edge, one level off (C6, which has no class, called C7; C7 called T1; T1 called T2); the
+    middle says little, L5 and S1 are called right. C6 reads C7's evidence as much as the outside
+    row's, so the top costs the right path little and the bottom decides."""
+    classes = [BACKGROUND, "C7", *level_range("T1", "L5"), "S1"]
+    truth = ["C6", "C7", *level_range("T1", "L5"), "S1"]
+    called = ["C7", "T1", "T2", *truth[3:]]
+    probabilities = np.stack([one_hot(classes, call, 0.1 if 3 <= i < 19 else 0.9) for i, call in enumerate(called)])
+    support = np.array([0.0, 0.0] + [0.9] * 17 + [0.0])
+    decoded = decode_chain(ChainRecord(probabilities, classes, support, AP), DecodeConfig())
+    assert decoded.levels == truth and decoded.kept == [False, False] + [True] * 17 + [False]
+
+
 def test_level_evidence_labels_a_film_cut_off_at_both_ends():
     """T3..L2 with no end in sight: end classes could only count from the anchor (T1), level
     evidence names each position; the same chain with end classes is labelled from T1."""

@@ -11,8 +11,10 @@ film): two catch-all states. The Viterbi path maximises the joint likelihood of:
   says which level each position is: a level's evidence is its own class (L6, which has none, the
   mean of L5 and S1). End classes are read through the evidence rows of `DecodeConfig` (the view's
   top end level expects `top_end`, its bottom end level `bottom_end`, the levels between `vertebra`).
-  Either way, levels with no class of their own and the chain's ends off the spine read the
-  `outside` row (mostly `background`; `vertebra` there means any level class), junk `background`;
+  A level past the range with no class of its own next to one that has (C6 above C7, whose patches
+  trained as background and are called C7 as often) reads the mean of that class and the `outside`
+  row; other levels without a class and the chain's ends off the spine read the `outside` row
+  (mostly `background`; `vertebra` there means any level class), junk `background`;
 - the detector's support at each position (the best score of a detection there), which speaks for a
   vertebra of the range the detector was trained on;
 - the count prior: the number of levels from the top end to the bottom end is fixed by the level
@@ -378,7 +380,10 @@ def _class_weights(states: _States, classes: list[str], config: DecodeConfig) ->
         return np.stack([*(row(kind) for kind in states.rows), row("junk")])
     rows = []
     for name, kept in zip(states.names, states.kept):
-        own = level_row(name) if name in classes or (kept and name in LEVELS) else None
+        own = level_row(name) if name in LEVELS else None
+        if own is not None and name not in classes and not kept:
+            # beyond the classes (C6 above C7): trained as background, called its neighbour as often
+            own = (own + row("outside")) / 2
         rows.append(row("outside") if own is None else own)
     return np.stack([*rows, row("junk")])
 
