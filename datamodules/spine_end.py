@@ -83,6 +83,20 @@ def sample_background(
     return np.stack([cols, rows], axis=1).astype(float)
 
 
+def edge_cut(record: ImageRecord, cut: Mapping, rng: np.random.Generator) -> tuple[int, int]:
+    """Rows [top, bottom) of the film a training sample sees: with probability `cut.p`, the film is cut
+    off `cut.top` (`cut.bottom`) centroid spacings, drawn uniformly from that range, above its first
+    (below its last) vertebra, where that lies inside it, as films cropped closer to the ends are."""
+    height = record.image_shape()[0]
+    if len(record.vertebrae) < 2 or rng.random() >= cut["p"]:
+        return 0, height
+    spacing = median_spacing(record)
+    first, last = record.vertebrae[0].centroid()[1], record.vertebrae[-1].centroid()[1]
+    top = int(round(first - rng.uniform(*cut["top"]) * spacing))
+    bottom = int(round(last + rng.uniform(*cut["bottom"]) * spacing))
+    return max(0, top), min(height, max(bottom, top + 1))
+
+
 def build_augment(config: Mapping | None) -> A.Compose | None:
     """Training augmentations from config entries (each optional; null / {} for none).
     No vertical flip: it would swap the top and bottom ends."""
@@ -178,6 +192,7 @@ class SpineEndDataModule(RecordDataModule):
         beyond_ends: Sequence[float] = (),
         balance: float = 1.0,
         augment: Mapping | None = None,
+        edge_cut: Mapping | None = None,
         **kwargs,
     ):
         super().__init__(dataset, **kwargs)
@@ -193,6 +208,7 @@ class SpineEndDataModule(RecordDataModule):
             )
         self.balance = balance
         self.augment = augment
+        self.edge_cut = dict(edge_cut) if edge_cut else None
         self.end_levels = dict(self.dataset_cfg.get("end_levels") or {})
         self.classes = target_classes(
             targets, self.end_levels, self.dataset_cfg.get("first_level"), self.dataset_cfg.get("last_level")
@@ -212,6 +228,10 @@ class SpineEndDataModule(RecordDataModule):
             log.warning("%s: one vertebra, no centroid spacing for the patch size; skipped", record.id)
             return [], []
         image8 = to_uint8(record.load_image())
+        top, bottom = edge_cut(record, self.edge_cut, rng) if train and self.edge_cut else (0, image8.shape[0])
+        if (top, bottom) != (0, image8.shape[0]):  # zeros past the cut, as patches read a film's edge
+            image8 = image8.copy()
+            image8[:top], image8[bottom:] = 0, 0
         jitter = self.positive_jitter * vertebra_size(record) if train else 0.0
         vertebrae = [(v.centroid() + rng.uniform(-jitter, jitter, 2), v.level) for v in record.vertebrae]
         ring = sample_background(record, self.negatives_per_image, self.ring["inner"], self.ring["outer"], rng)
@@ -220,10 +240,10 @@ class SpineEndDataModule(RecordDataModule):
             for c, lv in beyond_the_ends(record, self.end_levels, self.beyond_ends)
         ]
         centres, labels = [], []
-        height, width = record.image_shape()
+        width = record.image_shape()[1]
         for centre, level in [*vertebrae, *((c, None) for c in ring), *beyond]:
             name = sample_class(level, record.view, self.classes, self.end_levels)
-            on_film = 0 <= centre[0] < width and 0 <= centre[1] < height  # past a cut-off film: nothing to learn
+            on_film = 0 <= centre[0] < width and top <= centre[1] < bottom  # past a cut-off film: nothing to learn
             if name is not None and on_film:
                 centres.append(centre)
                 labels.append(self.classes.index(name))

@@ -128,6 +128,36 @@ def test_patches_are_exact_at_the_image_borders():
         patch_side({"mode": "relative"}, 10.0)
 
 
+def test_a_film_cut_for_training_ends_past_its_first_and_last_vertebra():
+    """edge_cut, training only: rows past the cut (half a spacing above T1, below T4) read zeros as
+    past a film's edge, C7 one step above T1 now lies past it and is dropped, the record keeps its
+    pixels; without training every sample is there."""
+    image = np.random.default_rng(2).integers(1, 256, (220, 130), dtype=np.uint8)
+    vertebrae = [square(level, 40.0 + 2 * i, 60.0 + 16 * i, 6.0) for i, level in enumerate(("T1", "T2", "T3", "T4"))]
+    record = ImageRecord("ap", vertebrae, image=image.copy(), view="ap_thoracolumbar")
+    dataset = {"name": "test", "end_levels": {"ap_thoracolumbar": {"top": "T1", "bottom": "L5"}}}
+    module = SpineEndDataModule(
+        {**dataset, "first_level": "T1", "last_level": "L5"},
+        targets="levels",
+        input_size=33,
+        patch={"mode": "fixed", "side_px": 33},
+        positive_jitter=0.0,
+        negatives_per_image=0,
+        beyond_ends=[1.0],
+        edge_cut={"p": 1.0, "top": [0.5, 0.5], "bottom": [0.5, 0.5]},
+    )
+    patches, labels = module.record_samples(record, train=True, rng=np.random.default_rng(0))
+    assert [module.classes[i] for i in labels] == ["T1", "T2", "T3", "T4"]
+    top, bottom = round(60 - 0.5 * np.hypot(2, 16)), round(108 + 0.5 * np.hypot(2, 16))  # 52, 116
+    np.testing.assert_array_equal(patches[0][: top - 44], 0)  # T1's patch spans rows 44..76
+    np.testing.assert_array_equal(patches[0][top - 44 :], image[top:77, 24:57])
+    np.testing.assert_array_equal(patches[3][bottom - 92 :], 0)  # T4's spans rows 92..124
+    np.testing.assert_array_equal(patches[3][: bottom - 92], image[92:bottom, 30:63])
+    np.testing.assert_array_equal(record.image, image)
+    _, labels = module.record_samples(record, train=False, rng=np.random.default_rng(0))
+    assert [module.classes[i] for i in labels] == ["T1", "T2", "T3", "T4", "C7"]
+
+
 @pytest.fixture(scope="module")
 def synthetic_datamodule():
     dataset = dataset_config("synthetic")
