@@ -25,8 +25,9 @@ film): two catch-all states. The Viterbi path maximises the joint likelihood of:
   over a vertebra) at `skip_probability`, more likely where the gap between the two positions is
   about twice the chain's local spacing (`gap_ratios`; log-normal gap likelihoods), so that one
   step over a vertebra does not shift every label below it. Across one junk position the gap is
-  the one from the vertebra before it (a vertebra stepped over whose patch was dropped as junk
-  leaves two spacings there). The gap only decides between one level and two: the better of them
+  the one from the vertebra before it, so dropping a position shifts no level below it for free;
+  a skip there costs its prior at least (the junk may lie on the vertebra the gap lacks, called
+  background, which is then better kept). The gap only decides between one level and two: the better of them
   costs its prior alone, so a wide gap (a walk overshooting past an end) makes the next level
   unlikely rather than paying a path to step over a vertebra there.
 
@@ -204,7 +205,7 @@ def decode_chain(chain: ChainRecord, config: DecodeConfig) -> Decoded:
     else:
         ratios, over_junk = gap_ratios(centroids), gap_ratios(centroids, span=2)
     after_real = _transitions(successor, ratios, config)  # (N, S, S)
-    after_one_junk = _transitions(successor, over_junk, config)  # the gap from the vertebra before the junk
+    after_one_junk = _transitions(successor, over_junk, config, skip_reward=False)  # from the vertebra before
     after_junk = _transitions(successor, np.full(1, np.nan), config)[0]  # (S, S): the gap says nothing
     size = len(states.names)
     # score[kind][i, s]: the best path to position i in real state s (REAL), or in junk after real
@@ -292,10 +293,13 @@ def gap_ratios(centroids: np.ndarray, window: int = 3, span: int = 1) -> np.ndar
     return ratios
 
 
-def _transitions(successor: np.ndarray, ratios: np.ndarray, config: DecodeConfig) -> np.ndarray:
+def _transitions(
+    successor: np.ndarray, ratios: np.ndarray, config: DecodeConfig, skip_reward: bool = True
+) -> np.ndarray:
     """log P(real state at i | the previous real state) per position (N, S, S), with one level
     skipped at skip_probability; where the gap (`ratios`) is known, its likelihood ratio (two levels :
-    one level) is charged to the less likely of the two."""
+    one level) is charged to the less likely of the two. Without `skip_reward` (across junk) a skip
+    never costs less than its prior: the junk may lie on the vertebra the gap lacks, better kept."""
     size = len(successor)
     levels = slice(1, size - 1)
     skip = np.full((size, size), -np.inf)  # two levels down where one level is the rule
@@ -319,7 +323,8 @@ def _transitions(successor: np.ndarray, ratios: np.ndarray, config: DecodeConfig
         excess = max(0.0, skip_term + two - one)
         scores = successor.copy()
         scores[levels, levels] += one - excess
-        return np.maximum(scores, skip + two + skip_term - excess)
+        skip_score = two + skip_term - excess
+        return np.maximum(scores, skip + (skip_score if skip_reward else min(skip_score, two)))
 
     return np.stack([combined(term) for term in likelihood_ratio])
 
