@@ -27,9 +27,9 @@ film): two catch-all states. The Viterbi path maximises the joint likelihood of:
   step over a vertebra does not shift every label below it. Across one junk position the gap is
   the one from the vertebra before it, so dropping a position shifts no level below it for free;
   a skip there costs its prior at least (the junk may lie on the vertebra the gap lacks, called
-  background, which is then better kept). The gap only decides between one level and two: the better of them
-  costs its prior alone, so a wide gap (a walk overshooting past an end) makes the next level
-  unlikely rather than paying a path to step over a vertebra there.
+  background, which is then better kept). The gap only decides between one level and two: the
+  better of them costs its prior alone, so a wide gap (a walk overshooting past an end) makes the
+  next level unlikely rather than paying a path to step over a vertebra there.
 
 Each position's evidence is floored (`min_evidence`), so no single call can veto a path: one wrong
 call costs at most log(1 / min_evidence), and a whole chain outvotes it. Pure numpy; no model here.
@@ -209,7 +209,7 @@ def decode_chain(chain: ChainRecord, config: DecodeConfig) -> Decoded:
     after_junk = _transitions(successor, np.full(1, np.nan), config)[0]  # (S, S): the gap says nothing
     size = len(states.names)
     # score[kind][i, s]: the best path to position i in real state s (REAL), or in junk after real
-    # state s, the vertebra in s at i - 1 (ONE_JUNK) or further back (JUNK); from[kind][i, s]: the
+    # state s, the vertebra in s at i - 1 (ONE_JUNK) or further back (JUNK); origin[kind, i, s]: the
     # previous position's (kind, state) on that path.
     score = np.full((3, count, size), -np.inf)
     origin = np.zeros((3, count, size, 2), dtype=np.int64)
