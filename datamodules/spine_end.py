@@ -83,14 +83,13 @@ def sample_background(
     return np.stack([cols, rows], axis=1).astype(float)
 
 
-def edge_cut(record: ImageRecord, cut: Mapping, rng: np.random.Generator) -> tuple[int, int]:
+def edge_cut(record: ImageRecord, spacing: float, cut: Mapping, rng: np.random.Generator) -> tuple[int, int]:
     """Rows [top, bottom) of the film a training sample sees: with probability `cut.p`, the film is cut
     off `cut.top` (`cut.bottom`) centroid spacings, drawn uniformly from that range, above its first
     (below its last) vertebra, where that lies inside it, as films cropped closer to the ends are."""
     height = record.image_shape()[0]
-    if len(record.vertebrae) < 2 or rng.random() >= cut["p"]:
+    if rng.random() >= cut["p"]:
         return 0, height
-    spacing = median_spacing(record)
     first, last = record.vertebrae[0].centroid()[1], record.vertebrae[-1].centroid()[1]
     top = int(round(first - rng.uniform(*cut["top"]) * spacing))
     bottom = int(round(last + rng.uniform(*cut["bottom"]) * spacing))
@@ -223,12 +222,14 @@ class SpineEndDataModule(RecordDataModule):
         out), `negatives_per_image` around the spine and those `beyond_ends` that lie on the film."""
         if not record.vertebrae:
             return [], []
-        side = patch_side(self.patch, median_spacing(record))
+        spacing = median_spacing(record)
+        side = patch_side(self.patch, spacing)
         if side is None:
             log.warning("%s: one vertebra, no centroid spacing for the patch size; skipped", record.id)
             return [], []
         image8 = to_uint8(record.load_image())
-        top, bottom = edge_cut(record, self.edge_cut, rng) if train and self.edge_cut else (0, image8.shape[0])
+        cutting = train and self.edge_cut and spacing is not None
+        top, bottom = edge_cut(record, spacing, self.edge_cut, rng) if cutting else (0, image8.shape[0])
         if (top, bottom) != (0, image8.shape[0]):  # zeros past the cut, as patches read a film's edge
             image8 = image8.copy()
             image8[:top], image8[bottom:] = 0, 0
