@@ -213,6 +213,9 @@ def test_the_loop_runs_end_to_end_on_tiny_models(manifest):
             hook.remove()
         assert walked.trace.status == "ok" and walked.trace.steps  # every component was called
         assert all(len(walked.trace.steps_in(d)) <= 3 for d in ("up", "down"))
+        # the level map (train_all's fifth stage), read at every chain position, went to the decoder
+        assert walked.trace.level_map_names == loop.level_mapper.names
+        assert walked.trace.chain_level_map.shape == (len(walked.trace.chain_centroids), len(loop.level_mapper.names))
         assert segmented_patches(dataclasses.asdict(walked.trace)) == sum(encoded)  # as evaluate.py counts them
 
 

@@ -14,6 +14,7 @@ from spinefm.data.classes import (
     level_classes,
     levels_between_ends,
 )
+from spinefm.data.level_rows import level_map_names
 from spinefm.data.levels import level_range
 from spinefm.pipeline import ChainRecord, ChainView, DecodeConfig, decode_chain
 from spinefm.pipeline.core.decode import gap_ratios, l6_rate_from_counts
@@ -320,3 +321,53 @@ def test_end_calls_of_level_classes_are_the_levels_at_and_past_each_landmark():
     assert end_calls(LEVEL_CLASSES, "T1", "L5") == {"top": {"C1", *level_range("C2", "T1")}, "bottom": {"L5", "S1"}}
     assert end_calls(LEVEL_CLASSES, None, "S1") == {"top": set(), "bottom": {"S1"}}
     assert end_calls(CLASSES, None, "S1") == {"top": {TOP_END}, "bottom": {BOTTOM_END}}  # as they always were
+
+
+MAP_NAMES = level_map_names("T1", "L5", {"ap": {"top": "T1", "bottom": "L5"}})  # above, C7..S1, below
+
+
+def level_map_at(names, confidence=0.6):
+    """The level map read at each position: its own name at `confidence`, a fifth of the rest on each
+    neighbouring name (rows near a boundary), the remainder spread."""
+    rows = []
+    for name in names:
+        row = np.zeros(len(MAP_NAMES))
+        row[MAP_NAMES.index(name)] = confidence
+        for neighbour in (MAP_NAMES.index(name) - 1, MAP_NAMES.index(name) + 1):
+            if 0 <= neighbour < len(MAP_NAMES):
+                row[neighbour] = (1.0 - confidence) / 5
+        rows.append(row + (1.0 - row.sum()) / len(row))
+    return np.stack(rows)
+
+
+def test_the_level_map_outvotes_a_classifier_one_level_off_at_the_top():
+    """AASCE's classes: the classifier calls C7, T1 and T2 one level low with confidence (it counts
+    from the film's edge), says little in the middle and nothing of the bottom (the film ends at
+    L5). Alone it follows the top (C7..T2 named T1..T3, T3 dropped to make up); the level map, which
+    sees the whole film, names each row."""
+    classes = [BACKGROUND, "C7", *level_range("T1", "L5"), "S1"]
+    truth = ["C7", *level_range("T1", "L5")]
+    called = ["T1", "T2", "T3", *truth[3:]]
+    probabilities = np.stack([one_hot(classes, call, 0.9 if i < 3 else 0.1) for i, call in enumerate(called)])
+    support = np.full(len(truth), 0.9)
+    alone = decode_chain(ChainRecord(probabilities, classes, support, AP), DecodeConfig())
+    assert alone.levels[:4] == ["T1", "T2", "T3", None]
+    record = ChainRecord(probabilities, classes, support, AP, level_map=level_map_at(truth), level_names=MAP_NAMES)
+    decoded = decode_chain(record, DecodeConfig())
+    assert decoded.levels == truth and decoded.kept == [False] + [True] * 17
+    assert decode_chain(record, DecodeConfig(level_map_weight=0.0)).levels == alone.levels
+
+
+def test_junk_between_vertebrae_keeps_its_level_under_the_level_map():
+    """A position on the disc between T6 and T7 (background, no detection) reads the level map's
+    T6 / T7 boundary; it stays junk and shifts nothing below it."""
+    classes = [BACKGROUND, "C7", *level_range("T1", "L5"), "S1"]
+    truth = level_range("T1", "L5")
+    calls = [*truth[:6], BACKGROUND, *truth[6:]]
+    probabilities = np.stack([one_hot(classes, call, 0.6) for call in calls])
+    support = np.array([0.9] * 6 + [0.0] + [0.9] * 11)
+    rows = level_map_at([*truth[:6], "T6", *truth[6:]])
+    rows[6] = (rows[5] + rows[7]) / 2
+    record = ChainRecord(probabilities, classes, support, AP, level_map=rows, level_names=MAP_NAMES)
+    decoded = decode_chain(record, DecodeConfig())
+    assert decoded.levels == [*truth[:6], None, *truth[6:]] and sum(decoded.kept) == 17

@@ -11,6 +11,7 @@ from helpers.oracles import (
     SEEDS,
     OracleClassifier,
     OracleDetector,
+    OracleLevelMapper,
     OraclePredictor,
     OracleSegmenter,
     Truth,
@@ -117,6 +118,22 @@ def test_levels_without_end_classes_count_from_the_view(view):
     )
     assert_matches_truth(result, record)
     assert all(i.spine_class in ("vertebra",) for i in result.instances)
+
+
+@pytest.mark.parametrize("view", list(SEEDS))
+def test_the_level_map_names_every_view_where_the_end_calls_are_one_off(view):
+    """The classifier puts the view's end landmark one vertebra inside the spine (the landmark called
+    background, its neighbour the end): alone, the labels follow it; with a level map that names
+    each row of the film, every vertebra keeps its level."""
+    record = phantom(view)
+    truth = Truth(record)
+    end, inner = (-1, -2) if view == "lateral_lumbar" else (0, 1)
+    wrong = {record.levels[end]: BACKGROUND, record.levels[inner]: BOTTOM_END if end else TOP_END}
+    classifier = OracleClassifier(truth, wrong=wrong)
+    alone = oracle_loop(record, middle(record), classifier=classifier).run(record.image, view=view)
+    assert alone.levels != record.levels
+    mapped = oracle_loop(record, middle(record), classifier=classifier, level_mapper=OracleLevelMapper(truth))
+    assert_matches_truth(mapped.run(record.image, view=view), record)
 
 
 def test_positions_outside_the_labelled_range_are_dropped():

@@ -2,7 +2,16 @@
 
 import json
 
-from helpers.oracles import OracleSegmenter, Truth, middle, oracle_loop, phantom
+from helpers.oracles import (
+    OracleClassifier,
+    OracleLevelMapper,
+    OracleSegmenter,
+    Truth,
+    middle,
+    oracle_loop,
+    phantom,
+)
+from spinefm.data.classes import BACKGROUND, TOP_END
 from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline import DecodeConfig
 from spinefm.pipeline.io.format import instances_json, read_chain
@@ -41,3 +50,16 @@ def test_other_settings_decode_otherwise_and_the_command_writes_every_film(tmp_p
     main([str(tmp_path / "in"), str(tmp_path / "out"), "min_evidence=0.1", "duplicate_iou=0.6"])
     out = json.loads((tmp_path / "out" / "film.json").read_text())
     assert [i["level"] for i in out["instances"]] == record.levels
+
+
+def test_the_level_map_is_written_and_read_back(tmp_path):
+    """A loop with a level mapper records its rows at the chain's positions; decoding the written
+    chain again gives the loop's levels, and without the level map the one-off end calls win."""
+    record = phantom("ap_thoracolumbar")
+    truth = Truth(record)
+    classifier = OracleClassifier(truth, wrong={"T1": BACKGROUND, "T2": TOP_END})
+    loop = oracle_loop(record, middle(record), classifier=classifier, level_mapper=OracleLevelMapper(truth))
+    payload = written(tmp_path, loop.run(record.image, view=record.view))
+    assert len(payload["trace"]["chain_level_map"]) == len(payload["chain"])
+    assert [i["level"] for i in redecode(payload, DecodeConfig())["instances"]] == record.levels
+    assert [i["level"] for i in redecode(payload, DecodeConfig(level_map_weight=0.0))["instances"]] != record.levels

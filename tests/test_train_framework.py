@@ -72,7 +72,7 @@ def test_ddp_on_two_cpu_processes_trains_into_one_run_folder(tmp_path):
     assert result["global_step"] > 0 and Path(result["best_checkpoint"]).is_file()
 
 
-def test_train_all_writes_a_manifest_of_four_loadable_checkpoints(manifest):
+def test_train_all_writes_a_manifest_of_five_loadable_checkpoints(manifest):
     """`manifest`: tests/conftest.py runs `train.py experiment=train_all_tiny debug=limit` once."""
     import json
 
@@ -81,7 +81,7 @@ def test_train_all_writes_a_manifest_of_four_loadable_checkpoints(manifest):
     run = manifest.parent
     manifest = json.loads(manifest.read_text())
     assert manifest["dataset"]["name"] == "synthetic"
-    assert list(manifest["components"]) == ["maskrcnn", "medsa", "point_predictor", "spine_end"]
+    assert list(manifest["components"]) == ["maskrcnn", "medsa", "point_predictor", "spine_end", "level_map"]
     for name, component in manifest["components"].items():
         assert Path(component["best_checkpoint"]).parent == run / name / "checkpoints"
         model, info = load_component(component["best_checkpoint"])

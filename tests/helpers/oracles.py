@@ -3,6 +3,7 @@
 import numpy as np
 
 from spinefm.data.classes import BACKGROUND, sample_class, target_classes
+from spinefm.data.level_rows import IGNORE, level_map_names, row_targets
 from spinefm.pipeline import Detection, InductiveLoop, LabelConfig, MaskCrop
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
@@ -158,6 +159,25 @@ class OracleClassifier:
         )
 
 
+class OracleLevelMapper:
+    """The level at each of `rows` bands of the film from its annotation (`row_targets`) at
+    `confidence`, the rest spread evenly; rows of unknown level say nothing."""
+
+    def __init__(self, truth, rows=64, confidence=0.9):
+        self.truth, self.rows, self.confidence = truth, rows, confidence
+        self.names = level_map_names(LABELS.first_level, LABELS.last_level, END_LEVELS)
+
+    def map_levels(self, films):
+        record = self.truth.record
+        height = record.image_shape()[0]
+        targets = row_targets(self.truth.centroids[:, 1], record.levels, self.names, height, self.rows)
+        rows = np.full((self.rows, len(self.names)), 1.0 / len(self.names))
+        for row, target in zip(rows, targets):
+            if target != IGNORE:
+                row[:] = one_hot(self.names, self.names[target], self.confidence)
+        return [rows for _ in films]
+
+
 def one_hot(classes, name, confidence=0.9) -> np.ndarray:
     """Probabilities with `confidence` on `name` and the rest spread over the other classes."""
     probabilities = np.full(len(classes), (1.0 - confidence) / (len(classes) - 1))
@@ -165,7 +185,9 @@ def one_hot(classes, name, confidence=0.9) -> np.ndarray:
     return probabilities
 
 
-def oracle_loop(record, detected, config=None, segmenter=None, predictor=None, classifier=None, scores=None):
+def oracle_loop(
+    record, detected, config=None, segmenter=None, predictor=None, classifier=None, scores=None, level_mapper=None
+):
     truth = Truth(record)
     return InductiveLoop(
         OracleDetector(truth, detected, scores),
@@ -173,6 +195,7 @@ def oracle_loop(record, detected, config=None, segmenter=None, predictor=None, c
         predictor or OraclePredictor(truth),
         classifier or OracleClassifier(truth),
         {"labels": LABELS, **(config or {})},
+        level_mapper=level_mapper,
     )
 
 

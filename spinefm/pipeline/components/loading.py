@@ -12,18 +12,20 @@ from spinefm.pipeline.components.manifest import checkpoint_paths, find_manifest
 from spinefm.pipeline.components.roles import adapter_class
 from spinefm.pipeline.core.loop import InductiveLoop
 from spinefm.pipeline.core.loop_config import LoopConfig
-from spinefm.pipeline.core.types import ROLES
+from spinefm.pipeline.core.types import OPTIONAL_ROLES, ROLES
 
 
 @dataclass
 class Components:
-    """An adapter per role (each with `.info`, its checkpoint's `spinefm` entry) and the manifest's dataset identity."""
+    """An adapter per role (each with `.info`, its checkpoint's `spinefm` entry; None for an optional
+    role the manifest does not list) and the manifest's dataset identity."""
 
     detector: adapters.Adapter
     segmenter: adapters.Adapter
     predictor: adapters.Adapter
     classifier: adapters.Adapter
     dataset: dict
+    level_mapper: adapters.Adapter | None = None
 
 
 def load_components(manifest, device: str = "cpu", which: str = "best", overrides: Mapping | None = None) -> Components:
@@ -34,16 +36,18 @@ def load_components(manifest, device: str = "cpu", which: str = "best", override
     loaded = {
         name: load_component(path, overrides.get(name, {}).pop("model_overrides", None)) for name, path in paths.items()
     }
-    by_role = {role: [name for name, (_, info) in loaded.items() if info["role"] == role] for role in ROLES}
+    by_role = {
+        role: [name for name, (_, info) in loaded.items() if info["role"] == role] for role in ROLES + OPTIONAL_ROLES
+    }
     wrong = [
         f"{len(names)} {role}s ({', '.join(names)})" if names else f"no {role}"
         for role, names in by_role.items()
-        if len(names) != 1
+        if len(names) > 1 or (not names and role in ROLES)
     ]
     if wrong:
         raise UserError(
-            f"{manifest_name(manifest)} needs exactly one checkpoint per role ({', '.join(ROLES)}); it has "
-            f"{', '.join(wrong)}: list one component per role under its components"
+            f"{manifest_name(manifest)} needs exactly one checkpoint per role ({', '.join(ROLES)}; at most one "
+            f"{', '.join(OPTIONAL_ROLES)}); it has {', '.join(wrong)}: list one component per role under its components"
         )
     unknown = sorted(set(overrides) - set(paths))
     if unknown:
@@ -52,11 +56,12 @@ def load_components(manifest, device: str = "cpu", which: str = "best", override
             "give settings for those only"
         )
     adapters_by_role = {}
-    for role, (name,) in by_role.items():
-        model, info = loaded[name]
-        adapters_by_role[role] = adapter_class(info["adapter"]).from_loaded(
-            model, info, device, **overrides.get(name, {})
-        )
+    for role, names in by_role.items():
+        for name in names:
+            model, info = loaded[name]
+            adapters_by_role[role] = adapter_class(info["adapter"]).from_loaded(
+                model, info, device, **overrides.get(name, {})
+            )
     return Components(**adapters_by_role, dataset=dict(read_manifest(manifest).get("dataset") or {}))
 
 
@@ -67,9 +72,10 @@ def load_loop(
     which: str = "best",
     overrides: Mapping | None = None,
 ) -> InductiveLoop:
-    """An InductiveLoop on a manifest's checkpoints. Settings missing from `config` come from them:
-    mask_threshold and final_threshold from Med-SA's inference, the label end levels and level counts
-    from the classifier's and the level range from the dataset the components were trained on."""
+    """An InductiveLoop on a manifest's checkpoints (with a level map where it lists one). Settings
+    missing from `config` come from them: mask_threshold and final_threshold from Med-SA's inference,
+    the label end levels and level counts from the classifier's and the level range from the dataset
+    the components were trained on."""
     c = load_components(manifest, device, which, overrides)
     if not isinstance(config, LoopConfig):
         masks = c.segmenter.info["inference"]
@@ -83,7 +89,9 @@ def load_loop(
         first_level=labels.first_level or c.dataset.get("first_level"),
         last_level=labels.last_level or c.dataset.get("last_level"),
     )
-    return InductiveLoop(c.detector, c.segmenter, c.predictor, c.classifier, replace(config, labels=labels))
+    return InductiveLoop(
+        c.detector, c.segmenter, c.predictor, c.classifier, replace(config, labels=labels), level_mapper=c.level_mapper
+    )
 
 
 def load_named_loop(

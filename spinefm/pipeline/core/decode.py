@@ -15,6 +15,10 @@ film): two catch-all states. The Viterbi path maximises the joint likelihood of:
   trained as background and are called C7 as often) reads the mean of that class and the `outside`
   row; other levels without a class and the chain's ends off the spine read the `outside` row
   (mostly `background`; `vertebra` there means any level class), junk `background`;
+- the level map's probabilities at each position's row, where the loop has one (a model that sees the
+  whole film: `spinefm.models.level_map`): a level reads its own name (L6 the mean of L5 and S1's),
+  levels past the names and the chain off the spine `above` or `below`; junk after a vertebra reads
+  the mean of that level and the next (it lies between them);
 - the detector's support at each position (the best score of a detection there), which speaks for a
   vertebra of the range the detector was trained on;
 - the count prior: the number of levels from the top end to the bottom end is fixed by the level
@@ -32,7 +36,8 @@ film): two catch-all states. The Viterbi path maximises the joint likelihood of:
   next level unlikely rather than paying a path to step over a vertebra there.
 
 Each position's evidence is floored (`min_evidence`), so no single call can veto a path: one wrong
-call costs at most log(1 / min_evidence), and a whole chain outvotes it. Pure numpy; no model here.
+call costs at most log(1 / min_evidence), and a whole chain outvotes it; the level map's evidence is
+floored the same way. Pure numpy; no model here.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from spinefm.data.level_rows import ABOVE, BELOW
 from spinefm.data.levels import LEVELS, is_level, level_above, level_below, level_index, normalize_level
 from spinefm.settings import check_fractions
 
@@ -67,7 +73,8 @@ class DecodeConfig:
     """evidence: rows as DEFAULT_EVIDENCE (given rows replace its rows). min_evidence: floor of every
     position's classifier evidence. junk_probability: prior of a position being junk. edge_probability:
     prior of the chain starting or ending inside the labelled range other than at its ends. detector_weight:
-    exponent of the detector evidence (0: ignore the detector). A vertebra of the labelled range has
+    exponent of the detector evidence (0: ignore the detector). level_map_weight: exponent of the level
+    map's evidence (0: ignore it). A vertebra of the labelled range has
     likelihood `score` if a detection lies there, else detector_miss; anything else 1 - score (at
     least detector_floor) if one lies there, else 1. anchor_bonus: likelihood ratio
     for a path that includes the view's anchor level. l6_rate: L6 between L5 and S1 when the
@@ -81,6 +88,7 @@ class DecodeConfig:
     junk_probability: float = 0.05
     edge_probability: float = 0.1
     detector_weight: float = 1.0
+    level_map_weight: float = 1.0
     detector_miss: float = 0.5
     detector_floor: float = 0.1
     anchor_bonus: float = 1.5
@@ -150,7 +158,8 @@ class ChainRecord:
     """What the decoder reads of a chain, top to bottom. probabilities (N, C): the classifier's, in
     `classes` order (a NaN row: not classified); support (N,): the detector's score at each position
     (0: none there); class_prior: the class frequencies the classifier was trained with (None:
-    equal); centroids (N, 2) of the positions (None, or NaN rows: no geometry)."""
+    equal); centroids (N, 2) of the positions (None, or NaN rows: no geometry); level_map (N, K): the
+    level map's probabilities over `level_names` at each position (None: no level map)."""
 
     probabilities: np.ndarray
     classes: Sequence[str]
@@ -158,6 +167,8 @@ class ChainRecord:
     view: ChainView
     class_prior: Sequence[float] | None = None
     centroids: np.ndarray | None = None
+    level_map: np.ndarray | None = None
+    level_names: Sequence[str] | None = None
 
 
 @dataclass
@@ -197,6 +208,10 @@ def decode_chain(chain: ChainRecord, config: DecodeConfig) -> Decoded:
         return Decoded([None] * count, [False] * count, 0.0)  # nothing to count from
     states = _States(view, config.edge_probability)
     evidence = _evidence(probabilities, list(classes), np.asarray(support, dtype=np.float64), states, config)
+    if chain.level_map is not None and config.level_map_weight > 0:
+        evidence = _with_level_map(
+            evidence, np.asarray(chain.level_map, dtype=np.float64), chain.level_names, states, config
+        )
     junk = np.log(config.junk_probability)
     stay = np.log1p(-config.junk_probability)
     successor = _successor_scores(states, view.l6_rate)  # (S, S) log P(next real state | real state)
@@ -214,7 +229,7 @@ def decode_chain(chain: ChainRecord, config: DecodeConfig) -> Decoded:
     score = np.full((3, count, size), -np.inf)
     origin = np.zeros((3, count, size, 2), dtype=np.int64)
     score[REAL, 0] = evidence.real[0] + states.enter
-    score[JUNK, 0, 0] = junk + evidence.junk[0]  # junk first: still off the spine
+    score[JUNK, 0, 0] = junk + evidence.junk[0, 0]  # junk first: still off the spine
     states_index = np.arange(size)
     for i in range(1, count):
         arrivals = np.stack(  # (kind before, previous real, next real)
@@ -332,7 +347,7 @@ def _transitions(
 @dataclass
 class _Evidence:
     real: np.ndarray  # (N, S) log evidence per real state
-    junk: np.ndarray  # (N,) log evidence of junk
+    junk: np.ndarray  # (N, S) log evidence of junk after each real state
 
 
 def _evidence(
@@ -354,7 +369,39 @@ def _evidence(
     real = logs[:, :-1] + np.where(states.kept[None, :], in_range[:, None], out_of_range[:, None])
     if states.anchor is not None:
         real[:, states.anchor] += np.log(config.anchor_bonus)
-    return _Evidence(real, logs[:, -1] + out_of_range)
+    junk = logs[:, -1] + out_of_range
+    return _Evidence(real, np.repeat(junk[:, None], real.shape[1], axis=1))
+
+
+def _with_level_map(
+    evidence: _Evidence, level_map: np.ndarray, names: Sequence[str], states: _States, config: DecodeConfig
+) -> _Evidence:
+    """The evidence with the level map's added: each real state reads its names (`_map_weights`),
+    junk after a state the mean of that state's and the next one's."""
+    per_state = np.clip(level_map @ _map_weights(states, list(names)).T, 0.0, 1.0)  # (N, S)
+    floored = config.min_evidence + (1.0 - config.min_evidence) * per_state
+    after = np.minimum(np.arange(1, floored.shape[1] + 1), floored.shape[1] - 1)  # the next state (off stays off)
+    real = config.level_map_weight * np.log(floored)
+    junk = config.level_map_weight * np.log((floored + floored[:, after]) / 2)
+    return _Evidence(evidence.real + real, evidence.junk + junk)
+
+
+def _map_weights(states: _States, names: list[str]) -> np.ndarray:
+    """(S, K): the weight of each level map name in each real state's evidence."""
+    levels = [n for n in names if is_level(n)]
+    first, last = level_index(levels[0]), level_index(levels[-1])
+    rows = []
+    for name in states.names:
+        if name in names:
+            read = [name]
+        elif name == OFF_BEFORE or (name in LEVELS and level_index(name) < first):
+            read = [ABOVE]
+        elif name == OFF_AFTER or (name in LEVELS and level_index(name) > last):
+            read = [BELOW]
+        else:  # an optional level (L6) inside the names: its neighbours'
+            read = [n for n in (level_above(name), level_below(name)) if n in names]
+        rows.append([float(n in read) / len(read) for n in names])
+    return np.array(rows)
 
 
 def _class_weights(states: _States, classes: list[str], config: DecodeConfig) -> np.ndarray:

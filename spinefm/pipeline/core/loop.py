@@ -34,6 +34,7 @@ import numpy as np
 
 from spinefm.data.classes import end_calls
 from spinefm.data.intensity import to_uint8
+from spinefm.data.level_rows import read_rows
 from spinefm.data.patches import patch_side
 from spinefm.pipeline.core.claims import Claims, unclaimed_detections
 from spinefm.pipeline.core.decode import ChainRecord, Decoded, decode_chain
@@ -42,7 +43,7 @@ from spinefm.pipeline.core.lockstep import Walk, run_walks
 from spinefm.pipeline.core.loop_config import LoopConfig
 from spinefm.pipeline.core.postprocess import final_mask
 from spinefm.pipeline.core.repair import repair_chain
-from spinefm.pipeline.core.requests import Detect, Request, Segment, classify_positions
+from spinefm.pipeline.core.requests import Detect, MapLevels, Request, Segment, classify_positions
 from spinefm.pipeline.core.selection import select_instances
 from spinefm.pipeline.core.stepping import Walker, walk_directions
 from spinefm.pipeline.core.types import (
@@ -55,6 +56,7 @@ from spinefm.pipeline.core.types import (
     Detection,
     Detector,
     Instance,
+    LevelMapper,
     LoopResult,
     Predictor,
     Segmenter,
@@ -104,6 +106,8 @@ class Finished:
             "chain_sides": self.sides,
             "chain_view": r.view,
             "class_prior": r.class_prior,
+            "chain_level_map": r.level_map,
+            "level_map_names": r.level_names,
             "chain_levels": self.decoded.levels,
             "chain_kept": self.decoded.kept,
             "dropped": self.dropped,
@@ -121,17 +125,20 @@ class InductiveLoop:
         predictor: Predictor,
         classifier: Classifier,
         config: LoopConfig | Mapping | None = None,
+        level_mapper: LevelMapper | None = None,
     ):
         self.detector = detector
         self.segmenter = segmenter
         self.predictor = predictor
         self.classifier = classifier
+        self.level_mapper = level_mapper
         self.config = config if isinstance(config, LoopConfig) else LoopConfig(**(config or {}))
 
     @property
     def components(self) -> dict[str, object]:
-        """Role -> component (the roles `requests` names)."""
-        return dict(zip(ROLES, (self.detector, self.segmenter, self.predictor, self.classifier)))
+        """Role -> component (the roles `requests` names; the level mapper where there is one)."""
+        components = dict(zip(ROLES, (self.detector, self.segmenter, self.predictor, self.classifier)))
+        return components if self.level_mapper is None else {**components, "level_mapper": self.level_mapper}
 
     def run(
         self,
@@ -164,8 +171,13 @@ class InductiveLoop:
         sent their answers (`lockstep.run_walks` serves many films' walks together); returns the result."""
         if detections is None:
             detections = yield Detect(film)
+        level_map = (yield MapLevels(film)) if self.level_mapper is not None else None
         walked = yield from self._walk_chain(film, view, detections)
-        finished = self._finish(walked.positions, view, walked.claims) if walked.positions else Finished()
+        finished = (
+            self._finish(walked.positions, view, walked.claims, level_map, film.shape[0])
+            if walked.positions
+            else Finished()
+        )
         trace = Trace(
             status=walked.status,
             detection_centroids=np.array([d.centroid for d in detections], dtype=np.float64).reshape(-1, 2),
@@ -253,12 +265,21 @@ class InductiveLoop:
     def _side(component, spacing: float) -> int:
         return patch_side(component.patch, spacing)
 
-    def _finish(self, found: list[ChainPosition], view: str | None, claims: Claims) -> Finished:
+    def _finish(
+        self,
+        found: list[ChainPosition],
+        view: str | None,
+        claims: Claims,
+        level_map: np.ndarray | None = None,
+        height: int = 0,
+    ) -> Finished:
         """Decode the chain and post-process every position: its instances (None where a mask came out
-        empty) and the kept ones, duplicates dropped, top to bottom with their levels."""
+        empty) and the kept ones, duplicates dropped, top to bottom with their levels. level_map: the
+        film's (`height` pixels high), read at each position's row."""
         config = self.config
         classes = list(self.classifier.classes)
         unknown = np.full(len(classes), np.nan)
+        centroids = np.stack([f.centroid for f in found])
         record = ChainRecord(
             probabilities=np.stack(
                 [f.class_probabilities if f.class_probabilities is not None else unknown for f in found]
@@ -267,7 +288,9 @@ class InductiveLoop:
             support=np.array([f.support for f in found]),
             view=config.labels.chain_view(view, config.decode.l6_rate),
             class_prior=self.classifier.class_prior,
-            centroids=np.stack([f.centroid for f in found]),
+            centroids=centroids,
+            level_map=None if level_map is None else read_rows(level_map, centroids[:, 1], height),
+            level_names=None if level_map is None else list(self.level_mapper.names),
         )
         decoded = decode_chain(record, config.decode)
         chain = [self._final_instance(item, level, classes) for item, level in zip(found, decoded.levels)]

@@ -39,6 +39,18 @@ class Detect(_Request):
 
 
 @dataclass(frozen=True)
+class MapLevels(_Request):
+    """Answer: the film's level map, (rows, len(names)) probabilities top to bottom."""
+
+    role: ClassVar[str] = "level_mapper"
+    film: np.ndarray
+
+    @staticmethod
+    def serve(mapper, requests: Sequence[MapLevels]) -> list:
+        return mapper.map_levels([r.film for r in requests])
+
+
+@dataclass(frozen=True)
 class Segment(Patches, _Request):
     """Answer: a `MaskCrop` per centre."""
 
@@ -89,7 +101,7 @@ def split(rows, counts: Sequence[int]) -> list:
     return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-Request = Detect | Segment | Classify | Predict
+Request = Detect | MapLevels | Segment | Classify | Predict
 # The order of a step: kinds are served round-robin in it, so a film that skipped a call waits for
 # the others and batches stay full.
-KINDS = (Detect, Predict, Segment, Classify)
+KINDS = (Detect, MapLevels, Predict, Segment, Classify)

@@ -17,6 +17,7 @@ from spinefm.pipeline.core.decode import ChainView
 from spinefm.pipeline.core.patching import paste
 
 ROLES = ("detector", "segmenter", "predictor", "classifier")  # what the loop asks of its components
+OPTIONAL_ROLES = ("level_mapper",)  # what it asks where a manifest lists one
 UP, DOWN = "up", "down"
 SEED = "seed"
 REPAIR = "repair"  # a chain position re-prompted at a detection after the walk (`spinefm.pipeline.core.repair`)
@@ -158,16 +159,17 @@ class Step:
 class Trace:
     """How the loop got its result: the detections (in detector order), their order along the spine,
     the seeds (indices into the detections), the refined centroids of the seeds whose mask was not
-    empty, the end classifier's `classes`, every step (both directions interleaved,
-    as they ran), and why each direction stopped. The chain (up steps reversed, seeds, down steps,
-    each segmented and classified) is the decoder's input (`chain_probabilities`, `chain_support`,
-    `chain_view`, `class_prior`, `chain_centroids`) and decodes to `chain_levels` (None: junk or off the
-    spine) and `chain_kept` (a vertebra of the labelled range); `chain_sides` are the classifier's patch
-    sides at each position (None: not classified), to classify the chain again offline. dropped
-    counts chain positions removed: "decoded_out" (not kept by the decoder), "empty" (nothing left
-    after post-processing), "duplicate" (overlapping a better one). unclaimed: confident detections
-    under no final mask. repairs: chain positions "replaced" and "inserted" from detections, and
-    re-prompts "rejected"."""
+    empty, the end classifier's `classes`, every step (both directions interleaved, as they ran), and
+    why each direction stopped. The chain (up steps reversed, seeds, down steps, each segmented and
+    classified) is the decoder's input (`chain_probabilities`, `chain_support`, `chain_view`,
+    `class_prior`, `chain_centroids`; where the loop has a level mapper, `chain_level_map`: its
+    probabilities over `level_map_names` at each position's row) and decodes to `chain_levels` (None:
+    junk or off the spine) and `chain_kept` (a vertebra of the labelled range); `chain_sides` are the
+    classifier's patch sides at each position (None: not classified), to classify the chain again
+    offline. dropped counts chain positions removed: "decoded_out" (not kept by the decoder), "empty"
+    (nothing left after post-processing), "duplicate" (overlapping a better one). unclaimed: confident
+    detections under no final mask. repairs: chain positions "replaced" and "inserted" from
+    detections, and re-prompts "rejected"."""
 
     status: str = "ok"
     detection_centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
@@ -184,6 +186,8 @@ class Trace:
     chain_sides: list[int | None] = field(default_factory=list)
     chain_view: ChainView | None = None
     class_prior: list[float] | None = None
+    chain_level_map: np.ndarray | None = None
+    level_map_names: list[str] | None = None
     chain_levels: list[str | None] = field(default_factory=list)
     chain_kept: list[bool] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -255,4 +259,12 @@ class Classifier(Protocol):
 
     def classify(self, requests: Sequence[Patches]) -> list[np.ndarray]:
         """Per request, class probabilities (N, len(classes)) at its centres."""
+        ...
+
+
+class LevelMapper(Protocol):
+    names: list[str]  # `above`, the levels top to bottom, `below` (`spinefm.data.level_rows`)
+
+    def map_levels(self, films: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per uint8 film, (rows, len(names)) probabilities of the level at each band of rows, top to bottom."""
         ...

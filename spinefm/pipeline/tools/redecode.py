@@ -35,9 +35,18 @@ def redecode(payload: dict, config: DecodeConfig, duplicate_iou: float = LoopCon
     centroids = np.array(  # recorded by the loop; older files: the final masks' centroids
         trace.get("chain_centroids") or [[np.nan] * 2 if i is None else i.centroid for i in chain], dtype=np.float64
     )
-    decoded = decode_chain(
-        ChainRecord(probabilities, trace["classes"], support, view, trace["class_prior"], centroids), config
+    level_map = trace.get("chain_level_map")
+    record = ChainRecord(
+        probabilities,
+        trace["classes"],
+        support,
+        view,
+        trace["class_prior"],
+        centroids,
+        None if level_map is None else np.asarray(level_map, dtype=np.float64),
+        trace.get("level_map_names"),
     )
+    decoded = decode_chain(record, config)
     for instance, level in zip(chain, decoded.levels):
         if instance is not None:
             instance.level = level

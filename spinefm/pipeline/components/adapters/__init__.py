@@ -12,9 +12,18 @@ their outputs are pixel coordinates (bf16 keeps 8 bits: +-2 px at x = 1000).
 """
 
 from spinefm.pipeline.components.adapters.base import Adapter
+from spinefm.pipeline.components.adapters.level_map import LevelMapAdapter
 from spinefm.pipeline.components.adapters.maskrcnn import MaskRCNNAdapter, to_original_grid
 from spinefm.pipeline.components.adapters.medsa import MedSAAdapter
 from spinefm.pipeline.components.adapters.point_predictor import PointPredictorAdapter
 from spinefm.pipeline.components.adapters.spine_end import SpineEndAdapter
 
-__all__ = ["Adapter", "MaskRCNNAdapter", "MedSAAdapter", "PointPredictorAdapter", "SpineEndAdapter", "to_original_grid"]
+__all__ = [
+    "Adapter",
+    "LevelMapAdapter",
+    "MaskRCNNAdapter",
+    "MedSAAdapter",
+    "PointPredictorAdapter",
+    "SpineEndAdapter",
+    "to_original_grid",
+]
