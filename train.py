@@ -1,4 +1,4 @@
-"""Train one SpineFM component, or all four.
+"""Train one SpineFM component, or all of them.
 
 python train.py stage=point_predictor dataset=aasce
 python train.py experiment=train_all dataset=synthetic
@@ -17,7 +17,7 @@ from spinefm.cli import entry_point
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 @entry_point()
 def main(cfg: DictConfig) -> float | None:
-    """Returns the stage's best validation value: a sweep's objective (None for all four stages)."""
+    """Returns the stage's best validation value: a sweep's objective (None for all the stages)."""
     # Imported here, so `--help` and a config error answer without loading torch.
     from spinefm.training.multirun import ddp_in_a_sweep
     from spinefm.training.run import train_all, train_stage

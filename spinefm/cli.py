@@ -123,6 +123,6 @@ class RequireStage(Callback):
             stages = "|".join(GlobalHydra.instance().config_loader().get_group_options("stage"))
             with user_errors_reported():
                 raise UserError(
-                    f"no stage: add stage=<{stages}>, or experiment=train_all for all four "
+                    f"no stage: add stage=<{stages}>, or experiment=train_all for all of them "
                     "(experiment=train_all_tiny on a CPU)"
                 )

@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def manifest(tmp_path_factory):
-    """manifest.json of the four tiny components, trained once per test session on synthetic films."""
+    """manifest.json of the five tiny components, trained once per test session on synthetic films."""
     log_dir = tmp_path_factory.mktemp("train_all_tiny")
     run_train(log_dir, "experiment=train_all_tiny", "debug=limit")
     (run,) = run_dirs(log_dir, "train_all_tiny")

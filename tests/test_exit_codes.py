@@ -151,7 +151,7 @@ def test_evaluate_exits_1_when_films_failed(manifest, tmp_path):
 
 def test_train_help_needs_no_stage_and_train_without_one_is_one_line(tmp_path):
     helped = run("train.py", "--help")
-    assert helped.returncode == 0 and "stage: maskrcnn" in helped.stdout and "Traceback" not in helped.stderr, (
+    assert helped.returncode == 0 and "stage: level_map, maskrcnn" in helped.stdout and "Traceback" not in helped.stderr, (
         helped.stderr[-3000:]
     )
     for script, required in (("train.py", "stage="), ("infer.py", "input="), ("evaluate.py", "dataset=")):
@@ -159,5 +159,5 @@ def test_train_help_needs_no_stage_and_train_without_one_is_one_line(tmp_path):
         first_line = usage.splitlines()[0]
         assert first_line.startswith(f"usage: python {script} ") and required in first_line and "Required:" in usage
     line = one_error_line(run("train.py", f"paths.log_dir={tmp_path}"))
-    assert "stage=<maskrcnn|" in line and "experiment=train_all" in line
+    assert "stage=<level_map|maskrcnn|" in line and "experiment=train_all" in line
     assert not list(tmp_path.iterdir()), "no run folder for a run that cannot start"

@@ -61,6 +61,7 @@ def test_walkthrough_exports_checks_trains_and_sweeps(walked):
         "medsa",
         "point_predictor",
         "spine_end",
+        "level_map",
     ]
     sweep = folder / "outputs" / "train_medsa" / "sweeps" / "medsa_coco"
     with open(sweep / "trials.csv", newline="") as stream:

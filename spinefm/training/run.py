@@ -1,4 +1,4 @@
-"""Train one stage from a composed config, or all four in sequence with a checkpoint manifest."""
+"""Train one stage from a composed config, or all of them in sequence with a checkpoint manifest."""
 
 from __future__ import annotations
 
