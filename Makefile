@@ -1,5 +1,5 @@
 # Two commands for a newcomer (each creates the environment when it is missing):
-#   make demo   train the four components on synthetic spines (tiny settings), segment and label
+#   make demo   train the five components on synthetic spines (tiny settings), segment and label
 #               held-out synthetic radiographs (overlays in outputs/demo/predictions), evaluate on the test split
 #   make test   check the code's style (make lint), then run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
