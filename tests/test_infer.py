@@ -16,7 +16,7 @@ from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline import STOP_REASONS
 from spinefm.pipeline.components.loading import load_loop
 from spinefm.pipeline.components.manifest import checkpoint_paths
-from spinefm.pipeline.core.types import DOWN, ROLES, Instance, LoopResult, MaskCrop, Step, Trace
+from spinefm.pipeline.core.types import DOWN, Instance, LoopResult, MaskCrop, Step, Trace
 from spinefm.pipeline.io.format import instances_json, label_map, polygons, read_prediction
 from spinefm.pipeline.io.render import overlay
 from spinefm.pipeline.runner.films import FilmSettings
@@ -284,7 +284,7 @@ def test_bf16_autocast_runs_medsa_and_classifier_in_bf16_and_keeps_coordinates_f
         {"mask_threshold": 0.0, "final_threshold": 0.0, "overlap_iou": 1.0, "max_steps": 2},
         overrides={"maskrcnn": {"score_threshold": 0.0, "mask_threshold": 0.5}},
     )
-    dtypes = {role: set() for role in ROLES}
+    dtypes = {role: set() for role in loop.components}
     for part, component in loop.components.items():
         for module in component.model.modules():
             if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
@@ -307,4 +307,5 @@ def test_bf16_autocast_runs_medsa_and_classifier_in_bf16_and_keeps_coordinates_f
     assert summary["processed"] == ["a"]
     assert torch.bfloat16 in dtypes["segmenter"] and torch.bfloat16 in dtypes["classifier"]
     assert dtypes["detector"] == {torch.float32} and dtypes["predictor"] == {torch.float32}
+    assert torch.bfloat16 in dtypes["level_mapper"]  # probabilities, as the classifier's
     assert_consistent(tmp_path / "bf16", "a", film(0).shape)
