@@ -17,7 +17,8 @@ from spinefm.data.classes import (
 from spinefm.data.level_rows import level_map_names
 from spinefm.data.levels import level_range
 from spinefm.pipeline import ChainRecord, ChainView, DecodeConfig, decode_chain
-from spinefm.pipeline.core.decode import gap_ratios, l6_rate_from_counts
+from spinefm.pipeline.core.chain_gaps import gap_ratios
+from spinefm.pipeline.core.decode import l6_rate_from_counts
 
 CLASSES = class_names(END_LEVELS)  # background, vertebra, top_end, bottom_end
 AP = ChainView.of("T1", "L5", "T1", "L5", "top")

@@ -50,6 +50,7 @@ import numpy as np
 
 from spinefm.data.level_rows import ABOVE, BELOW
 from spinefm.data.levels import LEVELS, is_level, level_above, level_below, level_index, normalize_level
+from spinefm.pipeline.core.chain_gaps import gap_ratios, transitions
 from spinefm.settings import check_fractions
 
 # Evidence rows: for each kind of position, the weight of each classifier class in its evidence.
@@ -219,9 +220,9 @@ def decode_chain(chain: ChainRecord, config: DecodeConfig) -> Decoded:
         ratios = over_junk = np.full(count, np.nan)
     else:
         ratios, over_junk = gap_ratios(centroids), gap_ratios(centroids, span=2)
-    after_real = _transitions(successor, ratios, config)  # (N, S, S)
-    after_one_junk = _transitions(successor, over_junk, config, skip_reward=False)  # from the vertebra before
-    after_junk = _transitions(successor, np.full(1, np.nan), config)[0]  # (S, S): the gap says nothing
+    after_real = transitions(successor, ratios, config)  # (N, S, S)
+    after_one_junk = transitions(successor, over_junk, config, skip_reward=False)  # from the vertebra before
+    after_junk = transitions(successor, np.full(1, np.nan), config)[0]  # (S, S): the gap says nothing
     size = len(states.names)
     # score[kind][i, s]: the best path to position i in real state s (REAL), or in junk after real
     # state s, the vertebra in s at i - 1 (ONE_JUNK) or further back (JUNK); origin[kind, i, s]: the
@@ -289,59 +290,6 @@ def _successor_scores(states: _States, l6_rate: float) -> np.ndarray:
     with np.errstate(divide="ignore"):
         scores[l5, l6], scores[l5, s1] = np.log(l6_rate), np.log1p(-l6_rate)
     return scores
-
-
-def gap_ratios(centroids: np.ndarray, window: int = 3, span: int = 1) -> np.ndarray:
-    """Per position, the distance to the one `span` positions before it over the median of the other
-    consecutive distances within `window` positions (the local spacing); NaN for the first `span`
-    and where a centroid is unknown."""
-    centroids = np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
-    gaps = np.full(len(centroids), np.nan)
-    gaps[1:] = np.linalg.norm(np.diff(centroids, axis=0), axis=1)
-    ratios = np.full(len(centroids), np.nan)
-    for i in range(span, len(centroids)):
-        distance = np.linalg.norm(centroids[i] - centroids[i - span])
-        around = np.concatenate([gaps[max(1, i - span + 1 - window) : i - span + 1], gaps[i + 1 : i + 1 + window]])
-        around = around[np.isfinite(around)]
-        if np.isfinite(distance) and around.size:
-            ratios[i] = distance / np.median(around)
-    return ratios
-
-
-def _transitions(
-    successor: np.ndarray, ratios: np.ndarray, config: DecodeConfig, skip_reward: bool = True
-) -> np.ndarray:
-    """log P(real state at i | the previous real state) per position (N, S, S), with one level
-    skipped at skip_probability; where the gap (`ratios`) is known, its likelihood ratio (two levels :
-    one level) is charged to the less likely of the two. Without `skip_reward` (across junk) a skip
-    never costs less than its prior: the junk may lie on the vertebra the gap lacks, better kept."""
-    size = len(successor)
-    levels = slice(1, size - 1)
-    skip = np.full((size, size), -np.inf)  # two levels down where one level is the rule
-    for state in range(1, size - 3):
-        if np.isfinite(successor[state, state + 1]) and not np.isfinite(successor[state, state + 2]):
-            skip[state, state + 2] = 0.0
-    with np.errstate(divide="ignore"):
-        one, two = np.log1p(-config.skip_probability), np.log(config.skip_probability)
-    log_ratio = np.log(np.where(np.isfinite(ratios) & (ratios > 0), ratios, 1.0))
-    likelihood_ratio = np.where(
-        np.isfinite(ratios),
-        0.5 * (log_ratio / config.step_gap_sigma) ** 2
-        - 0.5 * ((log_ratio - np.log(config.skip_gap)) / config.skip_gap_sigma) ** 2
-        + np.log(config.step_gap_sigma / config.skip_gap_sigma),
-        0.0,
-    )
-
-    def combined(skip_term: float) -> np.ndarray:
-        # the better of one level and two costs nothing beyond its prior (a ratio alone would reward
-        # a skip at any wide gap, where a path could collect it by shifting its levels)
-        excess = max(0.0, skip_term + two - one)
-        scores = successor.copy()
-        scores[levels, levels] += one - excess
-        skip_score = two + skip_term - excess
-        return np.maximum(scores, skip + (skip_score if skip_reward else min(skip_score, two)))
-
-    return np.stack([combined(term) for term in likelihood_ratio])
 
 
 @dataclass
