@@ -48,7 +48,7 @@ from spinefm.io_utils import atomic_write_json
 from spinefm.pipeline.components.loading import load_loop
 from spinefm.pipeline.components.manifest import read_manifest
 from spinefm.pipeline.core.loop import InductiveLoop, LockstepRunner
-from spinefm.pipeline.core.types import OPTIONAL_ROLES, ROLES, LoopResult
+from spinefm.pipeline.core.types import ALL_ROLES, LoopResult
 from spinefm.pipeline.runner.inputs import find_inputs
 from spinefm.runtime import CPU_RUNTIMES
 from spinefm.synthetic import PhantomConfig, generate_phantom
@@ -114,8 +114,8 @@ def run_mode(
     return results, {
         "seconds": total,
         "films_per_s": len(images) / total,
-        "forward_seconds": {role: clock.seconds[role] for role in ROLES + OPTIONAL_ROLES},
-        "forward_calls": {role: clock.calls[role] for role in ROLES + OPTIONAL_ROLES},
+        "forward_seconds": {role: clock.seconds[role] for role in ALL_ROLES},
+        "forward_calls": {role: clock.calls[role] for role in ALL_ROLES},
         "segmenter_patches_per_film": clock.items["segmenter"] / len(images),
         "other_seconds": total - forwards,
         "other_ms_per_film": 1000 * (total - forwards) / len(images),
@@ -168,12 +168,11 @@ def benchmark(
 
 def table(report: dict) -> str:
     """One runtime's modes, a row each."""
-    roles = ROLES + OPTIONAL_ROLES
-    head = f"{'mode':<15} {'films/s':>8} {'s/film':>8} " + " ".join(f"{r[:9] + ' s':>11}" for r in roles)
+    head = f"{'mode':<15} {'films/s':>8} {'s/film':>8} " + " ".join(f"{r[:9] + ' s':>11}" for r in ALL_ROLES)
     head += f" {'other s':>8} {'other ms/film':>13} {'other %':>7} {'patches/film':>12}"
     rows = [head]
     for mode, row in report["modes"].items():
-        forwards = " ".join(f"{row['forward_seconds'][r]:>11.3f}" for r in roles)
+        forwards = " ".join(f"{row['forward_seconds'][r]:>11.3f}" for r in ALL_ROLES)
         rows.append(
             f"{mode:<15} {row['films_per_s']:>8.3f} {row['seconds'] / report['images']:>8.2f} {forwards} "
             f"{row['other_seconds']:>8.3f} "

@@ -16,6 +16,12 @@ from helpers.train_runs import run_dirs, run_train  # noqa: E402
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def one_thread(monkeypatch):
+    """Tiny nets in train.py subprocesses: one thread each, so other jobs on the cores cannot stall them."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
 @pytest.fixture(scope="session")
 def manifest(tmp_path_factory):
     """manifest.json of the five tiny components, trained once per test session on synthetic films."""

@@ -21,7 +21,7 @@ from spinefm.data.classes import class_names
 from spinefm.data.intensity import to_uint8
 from spinefm.pipeline import InductiveLoop
 from spinefm.pipeline.core.loop import LockstepRunner
-from spinefm.pipeline.core.types import DOWN, OPTIONAL_ROLES, ROLES, UP
+from spinefm.pipeline.core.types import ALL_ROLES, DOWN, UP
 from spinefm.synthetic import PhantomConfig, generate_phantom
 
 
@@ -220,7 +220,7 @@ def test_benchmark_core_splits_every_mode_into_forwards_and_other():
     assert list(report["modes"]) == list(MODES) and report["same_levels"] == 2
     for row in report["modes"].values():
         assert row["seconds"] > 0 and row["other_seconds"] == row["seconds"] and row["other_fraction"] == 1.0
-        assert set(row["forward_seconds"]) == {*ROLES, *OPTIONAL_ROLES} and not any(row["forward_calls"].values())
+        assert set(row["forward_seconds"]) == set(ALL_ROLES) and not any(row["forward_calls"].values())
         assert row["instances"] == sum(len(r.vertebrae) for r in records)
 
 

@@ -2,7 +2,6 @@
 trained by train.py that beats chance on synthetic films and serves the pipeline from its checkpoint."""
 
 import numpy as np
-import pytest
 
 from helpers.train_runs import metrics, run_dirs, run_train
 from spinefm.data.level_rows import ABOVE, BELOW, IGNORE, level_map_names, read_rows, row_targets
@@ -45,11 +44,6 @@ def test_rows_are_read_between_row_centres():
     probabilities = np.eye(4)  # 4 rows of a 40 px film: centres at 5, 15, 25, 35
     read = read_rows(probabilities, np.array([0.0, 5.0, 10.0, 35.0, 40.0]), height=40)
     np.testing.assert_allclose(read, [[1, 0, 0, 0], [1, 0, 0, 0], [0.5, 0.5, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]])
-
-
-@pytest.fixture
-def one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 def test_a_tiny_level_map_beats_chance_on_synthetic_films(tmp_path, one_thread):

@@ -32,12 +32,6 @@ FOUR = ["background", "vertebra", "top_end", "bottom_end"]
 TINY = ["stage=spine_end", "stage.module.model.arch=tiny", "dataset.reader.phantom.image_size=256"]
 
 
-@pytest.fixture
-def one_thread(monkeypatch):
-    """Tiny nets in train.py subprocesses: one thread each, so other jobs on the cores cannot stall them."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
 def dataset_config(name: str) -> dict:
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose(config_name="check", overrides=[f"dataset={name}"])

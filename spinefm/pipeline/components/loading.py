@@ -12,7 +12,7 @@ from spinefm.pipeline.components.manifest import checkpoint_paths, find_manifest
 from spinefm.pipeline.components.roles import adapter_class
 from spinefm.pipeline.core.loop import InductiveLoop
 from spinefm.pipeline.core.loop_config import LoopConfig
-from spinefm.pipeline.core.types import OPTIONAL_ROLES, ROLES
+from spinefm.pipeline.core.types import ALL_ROLES, OPTIONAL_ROLES, ROLES
 
 
 @dataclass
@@ -36,9 +36,7 @@ def load_components(manifest, device: str = "cpu", which: str = "best", override
     loaded = {
         name: load_component(path, overrides.get(name, {}).pop("model_overrides", None)) for name, path in paths.items()
     }
-    by_role = {
-        role: [name for name, (_, info) in loaded.items() if info["role"] == role] for role in ROLES + OPTIONAL_ROLES
-    }
+    by_role = {role: [name for name, (_, info) in loaded.items() if info["role"] == role] for role in ALL_ROLES}
     wrong = [
         f"{len(names)} {role}s ({', '.join(names)})" if names else f"no {role}"
         for role, names in by_role.items()

@@ -8,18 +8,18 @@ a name with `@register_adapter("name")`, or named by its "module:Class" path, so
 from __future__ import annotations
 
 from spinefm.checkpoints import import_object
-from spinefm.pipeline.core.types import OPTIONAL_ROLES, ROLES
+from spinefm.pipeline.core.types import ALL_ROLES
 
 _ADAPTERS: dict[str, type] = {}
 
 
 def register_adapter(name: str):
     """Class decorator: the adapter checkpoints name `name`; its class attribute `role` is one of
-    ROLES or OPTIONAL_ROLES."""
+    ALL_ROLES."""
 
     def register(cls: type) -> type:
-        if getattr(cls, "role", None) not in ROLES + OPTIONAL_ROLES:
-            raise ValueError(f"adapter {cls.__name__} must set role to one of {ROLES + OPTIONAL_ROLES}")
+        if getattr(cls, "role", None) not in ALL_ROLES:
+            raise ValueError(f"adapter {cls.__name__} must set role to one of {ALL_ROLES}")
         if _ADAPTERS.get(name, cls) is not cls:
             raise ValueError(f"an adapter is already registered as {name!r}: {_ADAPTERS[name].__name__}")
         _ADAPTERS[name] = cls
@@ -35,6 +35,6 @@ def adapter_class(name: str) -> type:
         raise ValueError(
             f"no adapter registered as {name!r}; registered: {sorted(_ADAPTERS)} (or name one as 'module:Class')"
         )
-    if getattr(cls, "role", None) not in ROLES + OPTIONAL_ROLES:
-        raise ValueError(f"{name!r} is not an adapter: its role must be one of {ROLES + OPTIONAL_ROLES}")
+    if getattr(cls, "role", None) not in ALL_ROLES:
+        raise ValueError(f"{name!r} is not an adapter: its role must be one of {ALL_ROLES}")
     return cls

@@ -305,8 +305,7 @@ def _evidence(
     probabilities = np.where(unknown[:, None], 1.0 / len(classes), probabilities)
 
     weights = _class_weights(states, classes, config)
-    floored = config.min_evidence + (1.0 - config.min_evidence) * np.clip(probabilities @ weights.T, 0.0, 1.0)
-    logs = np.log(floored)  # (N, S + 1): the real states, then junk
+    logs = np.log(_floored(probabilities @ weights.T, config.min_evidence))  # (N, S + 1): the real states, then junk
     detected = support > 0
     in_range = config.detector_weight * np.log(
         np.where(detected, np.maximum(support, config.detector_floor), config.detector_miss)
@@ -321,13 +320,17 @@ def _evidence(
     return _Evidence(real, np.repeat(junk[:, None], real.shape[1], axis=1))
 
 
+def _floored(evidence: np.ndarray, min_evidence: float) -> np.ndarray:
+    """Evidence in [0, 1] raised to at least `min_evidence`, so that no single call vetoes a path."""
+    return min_evidence + (1.0 - min_evidence) * np.clip(evidence, 0.0, 1.0)
+
+
 def _with_level_map(
     evidence: _Evidence, level_map: np.ndarray, names: Sequence[str], states: _States, config: DecodeConfig
 ) -> _Evidence:
     """The evidence with the level map's added: each real state reads its names (`_map_weights`),
     junk after a state the mean of that state's and the next one's."""
-    per_state = np.clip(level_map @ _map_weights(states, list(names)).T, 0.0, 1.0)  # (N, S)
-    floored = config.min_evidence + (1.0 - config.min_evidence) * per_state
+    floored = _floored(level_map @ _map_weights(states, list(names)).T, config.min_evidence)  # (N, S)
     after = np.minimum(np.arange(1, floored.shape[1] + 1), floored.shape[1] - 1)  # the next state (off stays off)
     real = config.level_map_weight * np.log(floored)
     junk = config.level_map_weight * np.log((floored + floored[:, after]) / 2)

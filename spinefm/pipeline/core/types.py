@@ -18,6 +18,7 @@ from spinefm.pipeline.core.patching import paste
 
 ROLES = ("detector", "segmenter", "predictor", "classifier")  # what the loop asks of its components
 OPTIONAL_ROLES = ("level_mapper",)  # what it asks where a manifest lists one
+ALL_ROLES = ROLES + OPTIONAL_ROLES
 UP, DOWN = "up", "down"
 SEED = "seed"
 REPAIR = "repair"  # a chain position re-prompted at a detection after the walk (`spinefm.pipeline.core.repair`)
