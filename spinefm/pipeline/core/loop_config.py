@@ -52,7 +52,7 @@ class LoopConfig:
     patience: int = 3
     lookahead: float = 2.5
     snap_radius: float = 0.5
-    snap_score: float = 0.7
+    snap_score: float = 0.6
     repair_centred: float = 0.25
     repair_overlap: float = 0.2
     repair_reach: float = 2.0
