@@ -12,7 +12,9 @@ Runtimes (--runtimes, `MedSAAdapter` cpu_runtime; --streams, its cpu_streams: se
 each) run one after the other on the same films, for each manifest (several --manifest NAME=PATH:
 checkpoints compared side by side); the first is the reference the others' levels and masks (Dice of
 the instances, paired top to bottom) are compared with. A runtime's warm-up film makes its ONNX
-export when it is not cached yet.
+export when it is not cached yet. --masks detector segmenter gives each a row with the loop's
+`detector_masks` on and off: confident detections keep their own masks, or Med-SA segments every
+position.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pipeline_speed.py --images 8 --size 256
     .venv/bin/python benchmarks/pipeline_speed.py --manifest M.json --images 8 --real --modes lockstep \
@@ -36,6 +38,7 @@ import time
 from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import replace
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +280,13 @@ def main() -> None:
         default=[2],
         help="patches an export runs side by side (MedSAAdapter cpu_streams); several: a row for each",
     )
+    parser.add_argument(
+        "--masks",
+        nargs="+",
+        choices=("detector", "segmenter"),
+        help="the walk's masks on confident detections (the loop's detector_masks on / off; default: the "
+        "loop's default); several: a row for each",
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/pipeline_speed.json"))
     args = parser.parse_args()
     settings = {} if args.real else {**WALKING, "max_steps": args.max_steps}
@@ -284,13 +294,19 @@ def main() -> None:
         manifests = named_manifests(args.manifest) if args.manifest else {"tiny": train_tiny(Path(tmp))}
         loops, load_seconds = {}, {}
         for name, manifest in manifests.items():
-            for runtime, streams in runtime_rows(args.runtimes, args.streams):
+            for (runtime, streams), masks in product(runtime_rows(args.runtimes, args.streams), args.masks or [None]):
                 several = len(args.streams) > 1 and runtime != "torch"
-                label = " ".join([name] * (len(manifests) > 1) + [runtime] + [f"x{streams}"] * several)
+                label = " ".join(
+                    [name] * (len(manifests) > 1)
+                    + [runtime]
+                    + [f"x{streams}"] * several
+                    + [f"{masks} masks"] * (len(args.masks or ()) > 1)
+                )
                 start = time.perf_counter()
                 medsa = {"cpu_runtime": runtime, "cpu_streams": streams}
                 overrides = {**({} if args.real else DETECTOR), "medsa": medsa}
-                loops[label] = load_loop(manifest, settings, device=args.device, overrides=overrides)
+                loop_settings = settings if masks is None else {**settings, "detector_masks": masks == "detector"}
+                loops[label] = load_loop(manifest, loop_settings, device=args.device, overrides=overrides)
                 load_seconds[label] = time.perf_counter() - start
         images, views, ids = films(args, next(iter(manifests.values())))
     reports, results = {}, {}

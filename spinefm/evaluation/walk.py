@@ -41,8 +41,10 @@ class WalkTally:
 
 
 def segmented_patches(trace: dict) -> int:
-    """The patches Med-SA saw for a film: its seeds, the steps that were segmented
-    (not those stopped at the border) and the repairs' re-prompts."""
+    """The patches Med-SA saw for a film (traces before `masks` was recorded: its seeds, the steps that
+    were segmented, not those stopped at the border, and the repairs' re-prompts)."""
+    if "masks" in trace:
+        return trace["masks"].get("segmenter", 0)
     steps = sum(step.get("side") is not None for step in trace.get("steps") or [])
     return len(trace.get("seeds") or []) + steps + sum((trace.get("repairs") or {}).values())
 

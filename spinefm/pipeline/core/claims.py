@@ -17,13 +17,21 @@ class Claims:
         confident = [d for d in detections if d.score >= min_score]
         self.centroids = np.array([d.centroid for d in confident], dtype=np.float64).reshape(-1, 2)
         self.scores = np.array([d.score for d in confident], dtype=np.float64)
+        self.detections = confident
         self.claimed = np.zeros(len(confident), bool)
 
-    def claim(self, crop: MaskCrop) -> float:
-        """Claim the detections whose centroid lies under the crop's binary mask; their best score (0: none)."""
+    def claim(self, crop: MaskCrop, own: int | None = None) -> float:
+        """Claim the detections whose centroid lies under the crop's binary mask, and detection `own`
+        where the crop is its mask; their best score (0: none)."""
         inside = self.under(crop)
+        if own is not None:
+            inside[own] = True
         self.claimed |= inside
         return float(self.scores[inside].max()) if inside.any() else 0.0
+
+    def index(self, detection: Detection) -> int | None:
+        """The detection's index among the confident ones (None: not confident)."""
+        return next((i for i, d in enumerate(self.detections) if d is detection), None)
 
     def under(self, crop: MaskCrop) -> np.ndarray:
         if not len(self.centroids) or crop.values.size == 0:

@@ -6,7 +6,9 @@ decoding of the whole chain (docs in `spinefm.pipeline.core.decode`).
 2. Segment every seed (refined centroid: probability-weighted centre of its mask) and classify it.
 3. Walk up from the top seed and down from the bottom one (`stepping`): predict the next centroid,
    snap it to a confident unclaimed detection nearby, segment a patch there and classify at the
-   refined centroid, keeping every class probability. Soft evidence never stops a direction: it
+   refined centroid, keeping every class probability (with `detector_masks`, a seed or step on a
+   confident detection takes the detection's own mask instead of the segmenter's). Soft evidence never
+   stops a direction: it
    stops on a hard stop (border, empty mask, overlap, the step cap), or after `patience` doubtful
    steps in a row (background or this direction's end, no detection there) unless a confident
    unclaimed detection lies ahead (`lookahead` spacings).
@@ -43,7 +45,7 @@ from spinefm.pipeline.core.lockstep import Walk, run_walks
 from spinefm.pipeline.core.loop_config import LoopConfig
 from spinefm.pipeline.core.postprocess import final_mask
 from spinefm.pipeline.core.repair import repair_chain
-from spinefm.pipeline.core.requests import Detect, MapLevels, Request, Segment, classify_positions
+from spinefm.pipeline.core.requests import Detect, MapLevels, Request, classify_positions, masks_at
 from spinefm.pipeline.core.selection import select_instances
 from spinefm.pipeline.core.stepping import Walker, walk_directions
 from spinefm.pipeline.core.types import (
@@ -69,7 +71,7 @@ from spinefm.pipeline.core.types import (
 class Walked:
     """What seeding, walking and repairing returned: the film's status, each direction's stop, the
     detections' order along the spine and the seeds among them, the seeds' refined centroids, the
-    steps as they ran, the chain's positions top to bottom and the repair counts."""
+    steps as they ran, the chain's positions top to bottom, the repair counts and the masks by source."""
 
     status: str
     stops: dict[str, str]
@@ -80,6 +82,7 @@ class Walked:
     positions: list[ChainPosition] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     repairs: dict[str, int] = field(default_factory=dict)
+    masks: Counter = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ class InductiveLoop:
             stops=walked.stops,
             **finished.trace_fields(),
             repairs=walked.repairs,
+            masks=dict(walked.masks),
         )
         return LoopResult(image_id, film.shape, view, finished.instances, trace, finished.chain)
 
@@ -203,9 +207,15 @@ class InductiveLoop:
         order = order_along_spine(np.stack([d.centroid for d in detections])).tolist()
         start = best_run(np.array([detections[i].score for i in order], dtype=np.float64), config.num_seeds)
         seeds = order[start : start + config.num_seeds]
-        claims = Claims(detections, config.snap_score, config.mask_threshold)
-        positions = yield from self._segment_seeds(film, [detections[i] for i in seeds], claims)
-        seeded = {"order": order, "seeds": seeds, "seed_centroids": [p.centroid for p in positions], "claims": claims}
+        claims, tally = Claims(detections, config.snap_score, config.mask_threshold), Counter()
+        positions = yield from self._segment_seeds(film, [detections[i] for i in seeds], claims, tally)
+        seeded = {
+            "order": order,
+            "seeds": seeds,
+            "seed_centroids": [p.centroid for p in positions],
+            "claims": claims,
+            "masks": tally,
+        }
         if not positions:
             return Walked("no_seeds", {UP: "no_seeds", DOWN: "no_seeds"}, **seeded)
         if len(positions) == 1:
@@ -227,6 +237,7 @@ class InductiveLoop:
                 self.classifier.patch,
                 classes,
                 {UP: calls["top"], DOWN: calls["bottom"]},
+                tally,
             )
         chain, repairs = yield from repair_chain(
             film,
@@ -236,25 +247,29 @@ class InductiveLoop:
             config,
             self.segmenter.patch,
             self.classifier.patch,
+            tally,
         )
         return Walked("ok", {UP: up.stop, DOWN: down.stop}, **seeded, positions=chain, steps=steps, repairs=repairs)
 
     def _segment_seeds(
-        self, film: np.ndarray, detections: list[Detection], claims: Claims
+        self, film: np.ndarray, detections: list[Detection], claims: Claims, tally: Counter
     ) -> Generator[Request, object, list[ChainPosition]]:
-        """Segment the seeds in one call; seeds whose mask is empty are dropped."""
+        """Segment the seeds in one call (with `detector_masks`, the confident ones keep their own
+        masks); seeds whose mask is empty are dropped."""
         points = np.stack([d.centroid for d in detections])
         spacing = (
             chain_spacing(list(points))
             if len(points) > 1
             else self.config.size_to_spacing * np.sqrt(detections[0].area)
         )
-        crops = yield Segment(film, points, (self._side(self.segmenter, spacing),) * len(points))
+        own = [claims.index(d) if self.config.detector_masks else None for d in detections]
+        known = [None if i is None else claims.detections[i].probability for i in own]
+        crops = yield from masks_at(film, points, (self._side(self.segmenter, spacing),) * len(points), known, tally)
         seeds = []
-        for crop, detection in zip(crops, detections):
+        for crop, detection, i in zip(crops, detections, own):
             centroid = crop.weighted_centroid(self.config.mask_threshold)
             if centroid is not None:
-                seeds.append(ChainPosition(crop, centroid, SEED, None, max(claims.claim(crop), detection.score)))
+                seeds.append(ChainPosition(crop, centroid, SEED, None, max(claims.claim(crop, i), detection.score)))
         if seeds and self.config.classify_seeds:
             centres = [s.centroid for s in seeds]
             side = self._side(self.classifier, chain_spacing(centres) if len(centres) > 1 else spacing)

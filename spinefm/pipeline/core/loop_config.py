@@ -34,6 +34,8 @@ class LoopConfig:
     with the detection's mask, or fills a gap (`repair`). repair_reach (spacings; 0: none): so do
     confident detections past the chain's ends that continue it, each within this many spacings of
     a chain position or of a detection chosen before it.
+    detector_masks: a seed, step or repair on a confident detection takes the detection's own mask
+    instead of prompting the segmenter (which then segments only where no detection is confident).
     final_threshold (None: mask_threshold), smooth_sigma (Gaussian on the probabilities, px; 0: none),
     opening_radius (binary opening, px; 0: none): the final masks. duplicate_iou: of two final masks
     overlapping more, the lower-scoring one is dropped. crop_floor: instance crops keep the box of
@@ -56,6 +58,7 @@ class LoopConfig:
     repair_centred: float = 0.25
     repair_overlap: float = 0.2
     repair_reach: float = 2.0
+    detector_masks: bool = True
     final_threshold: float | None = None
     smooth_sigma: float = 0.0
     opening_radius: int = 0

@@ -12,6 +12,9 @@ masks are taken best detection first:
   replaces them when it agrees better (IoU) with the detection's own mask than each of them does;
 - a new mask that overlaps none fills a gap (a vertebra stepped over).
 
+With `detector_masks`, a detection whose own mask overlaps no chain position fills the gap with that
+mask (no re-prompt); where it overlaps one, the segmenter is re-prompted as above.
+
 The same holds past the chain's ends for the detections that continue it: each within
 `repair_reach` spacings of a chain position, of a detection chosen within the extent, or of the
 previous one chosen past that end. A walk that strayed from the spine and stopped on doubtful
@@ -24,6 +27,7 @@ The repaired chain is ordered along the spine again.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Generator, Mapping
 
 import numpy as np
@@ -33,7 +37,7 @@ from spinefm.data.patches import patch_side
 from spinefm.pipeline.core.claims import Claims
 from spinefm.pipeline.core.geometry import chain_spacing, mask_iou, order_along_spine, spine_line
 from spinefm.pipeline.core.loop_config import LoopConfig
-from spinefm.pipeline.core.requests import Request, Segment, classify_positions
+from spinefm.pipeline.core.requests import Request, classify_positions, masks_at
 from spinefm.pipeline.core.types import REPAIR, ChainPosition, Detection, MaskCrop
 
 
@@ -45,10 +49,11 @@ def repair_chain(
     config: LoopConfig,
     segment_patch: Mapping,
     classify_patch: Mapping,
+    tally: Counter,
 ) -> Generator[Request, object, tuple[list[ChainPosition], dict[str, int]]]:
     """(the chain repaired from confident detections no position is centred on; how many were
     "replaced", "inserted" and "rejected", {} where none was re-prompted). Patches as the segmenter's
-    and classifier's."""
+    and classifier's; tally counts the new masks by source."""
     confident = sorted((d for d in detections if d.score >= config.snap_score), key=lambda d: -d.score)
     if config.repair_centred <= 0 or len(found) < 2 or not confident:
         return found, {}
@@ -59,20 +64,30 @@ def repair_chain(
     if not chosen:
         return found, {}
     side = patch_side(segment_patch, spacing)
-    crops = yield Segment(film, np.stack([d.centroid for d in chosen]), (side,) * len(chosen))
+    masks = [f.probability for f in found]
+    known = [
+        d.probability
+        if config.detector_masks and not conflicts(d.probability, masks, config.mask_threshold, config.repair_overlap)
+        else None
+        for d in chosen
+    ]
+    crops = yield from masks_at(film, np.stack([d.centroid for d in chosen]), (side,) * len(chosen), known, tally)
     threshold, chain, counts = config.mask_threshold, list(found), {"replaced": 0, "inserted": 0, "rejected": 0}
-    for detection, crop in zip(chosen, crops):  # best detection first
+    for detection, crop, mine in zip(chosen, crops, known):  # best detection first
         centroid = crop.weighted_centroid(threshold)
         overlapped = conflicts(crop, [f.probability for f in chain], threshold, config.repair_overlap)
         better = mask_iou(crop, detection.probability, threshold)
-        if centroid is None or any(
-            mask_iou(chain[i].probability, detection.probability, threshold) >= better for i in overlapped
+        if (
+            centroid is None
+            or (overlapped and crop is mine)  # a gap another detection filled first
+            or any(mask_iou(chain[i].probability, detection.probability, threshold) >= better for i in overlapped)
         ):
             counts["rejected"] += 1
             continue
         counts["replaced" if overlapped else "inserted"] += 1
         chain = [f for i, f in enumerate(chain) if i not in overlapped]
-        chain.append(ChainPosition(crop, centroid, REPAIR, None, claims.claim(crop)))
+        own = claims.index(detection) if crop is mine else None
+        chain.append(ChainPosition(crop, centroid, REPAIR, None, claims.claim(crop, own)))
     new = [f for f in chain if f.class_probabilities is None and f.source == REPAIR]
     if not new:
         return found, counts

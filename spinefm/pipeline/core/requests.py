@@ -7,13 +7,14 @@ returning one answer per request in order.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from spinefm.pipeline.core.types import ChainPosition, Patches
+from spinefm.pipeline.core.types import ChainPosition, MaskCrop, Patches
 
 
 class _Request:
@@ -85,6 +86,22 @@ class Predict(_Request):
         windows = np.concatenate([r.windows for r in requests])
         sizes = np.concatenate([np.tile(np.asarray(r.image_size, np.float64), (len(r.windows), 1)) for r in requests])
         return split(predictor.predict(windows, sizes), [len(r.windows) for r in requests])
+
+
+def masks_at(
+    film: np.ndarray, prompts: np.ndarray, sides: Sequence[int], known: Sequence[MaskCrop | None], tally: Counter
+) -> Generator[Request, object, list[MaskCrop]]:
+    """A mask per prompt: the known one (a confident detection's own) where given, else the segmenter's
+    (one request for all of those). tally counts them under "detector" and "segmenter"."""
+    missing = [i for i, mask in enumerate(known) if mask is None]
+    masks = list(known)
+    if missing:
+        answers = yield Segment(film, np.asarray(prompts)[missing], tuple(sides[i] for i in missing))
+        for i, mask in zip(missing, answers, strict=True):
+            masks[i] = mask
+    tally["segmenter"] += len(missing)
+    tally["detector"] += len(known) - len(missing)
+    return masks
 
 
 def classify_positions(film: np.ndarray, positions: list[ChainPosition], side: int) -> Generator[Request, object, None]:

@@ -6,11 +6,14 @@ fewer than three exist), snaps it to a confident detection no position has claim
 `snap_radius` spacings, segments a patch there and classifies at the refined centroid. Soft
 evidence never stops a direction: it stops on a hard stop (border, empty mask, overlap, the step
 cap) or after `patience` doubtful steps in a row, unless a confident unclaimed detection lies ahead
-(`lookahead` spacings). Directions that step together share one request per component and step.
+(`lookahead` spacings). With `detector_masks`, a step snapped to a detection takes that detection's own
+mask instead of prompting the segmenter. Directions that step together share one request per component
+and step.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 
@@ -21,7 +24,7 @@ from spinefm.data.patches import patch_side
 from spinefm.pipeline.core.claims import Claims
 from spinefm.pipeline.core.geometry import chain_spacing, inside, mask_iou, mask_score
 from spinefm.pipeline.core.loop_config import LoopConfig
-from spinefm.pipeline.core.requests import Classify, Predict, Request, Segment
+from spinefm.pipeline.core.requests import Classify, Predict, Request, masks_at
 from spinefm.pipeline.core.types import ChainPosition, MaskCrop, Step
 
 
@@ -36,7 +39,7 @@ class Walker:
     steps: int = 0
     doubts: int = 0  # doubtful steps in a row
     end_called: bool = False  # the classifier called this direction's end class at some step
-    jump: np.ndarray | None = None  # where the next step is prompted instead of the predicted point
+    jump: int | None = None  # the detection the next step goes to instead of the predicted point
     stop: str | None = None
 
     @property
@@ -60,10 +63,11 @@ def walk_directions(
     classify_patch: Mapping,
     classes: list[str],
     end_calls: Mapping[str, frozenset[str]],
+    tally: Counter,
 ) -> Generator[Request, object, list[Step]]:
     """Step `walkers` together until each has stopped; returns every step as it ran (kept positions go
     to each walker's `found`). segment_patch / classify_patch: the components' patch settings;
-    end_calls: per direction, the classes that call its end."""
+    end_calls: per direction, the classes that call its end; tally: counts the masks by source."""
     height, width = film.shape
     taken = []
     while True:
@@ -76,25 +80,25 @@ def walk_directions(
         steps = []
         for walker, point in zip(active, (yield from _predict(active, width, height))):
             step = Step(walker.direction, walker.steps, walker.window(), point, "kept")
-            if walker.jump is not None:
-                step.snapped, walker.jump = walker.jump, None
-            elif (
-                config.snap_radius > 0
-                and (snap := claims.nearest_unclaimed(point, config.snap_radius * walker.spacing)) is not None
-            ):
+            snap, walker.jump = walker.jump, None
+            if snap is None and config.snap_radius > 0:
+                snap = claims.nearest_unclaimed(point, config.snap_radius * walker.spacing)
+            if snap is not None:
                 step.snapped = claims.centroids[snap].copy()
             walker.steps += 1
             taken.append(step)
             if inside(step.prompt, width, height, config.border_margin * walker.spacing):
                 step.side = patch_side(segment_patch, walker.spacing)
-                steps.append((walker, step))
+                steps.append((walker, step, snap))
             else:
                 _stop(walker, step, "border")
         if not steps:
             continue
-        crops = yield Segment(film, np.stack([s.prompt for _, s in steps]), tuple(s.side for _, s in steps))
+        known = [_own_mask(walker, snap, claims, config) for walker, _, snap in steps]
+        prompts = np.stack([s.prompt for _, s, _ in steps])
+        crops = yield from masks_at(film, prompts, [s.side for _, s, _ in steps], known, tally)
         kept = []
-        for (walker, step), crop in zip(steps, crops):
+        for (walker, step, snap), crop, own in zip(steps, crops, known):
             step.refined = crop.weighted_centroid(config.mask_threshold)
             if step.refined is None:
                 _stop(walker, step, "empty_mask")
@@ -104,21 +108,31 @@ def walk_directions(
             if step.iou > config.overlap_iou:
                 _stop(walker, step, "overlap")
                 continue
-            kept.append((walker, step, crop))
+            kept.append((walker, step, crop, None if own is None else snap))
         if not kept:
             continue
-        centres = np.stack([s.refined for _, s, _ in kept])
-        sides = tuple(patch_side(classify_patch, w.spacing) for w, _, _ in kept)
+        centres = np.stack([s.refined for _, s, _, _ in kept])
+        sides = tuple(patch_side(classify_patch, w.spacing) for w, *_ in kept)
         answers = yield Classify(film, centres, sides)
-        for (walker, step, crop), probabilities, side in zip(kept, answers, sides):
+        for (walker, step, crop, own), probabilities, side in zip(kept, answers, sides):
             probabilities = np.asarray(probabilities, dtype=np.float64)
-            _advance(walker, step, crop, probabilities, side, claims, config, classes, end_calls[walker.direction])
+            _advance(walker, step, crop, own, probabilities, side, claims, config, classes, end_calls[walker.direction])
+
+
+def _own_mask(walker: Walker, snap: int | None, claims: Claims, config: LoopConfig) -> MaskCrop | None:
+    """With `detector_masks`, the snapped detection's own mask, unless it overlaps the previous position
+    as the overlap stop counts (a detection astride two vertebrae): there the segmenter decides."""
+    if not config.detector_masks or snap is None:
+        return None
+    mask = claims.detections[snap].probability
+    return None if mask_iou(mask, walker.previous, config.mask_threshold) > config.overlap_iou else mask
 
 
 def _advance(
     walker: Walker,
     step: Step,
     crop: MaskCrop,
+    own: int | None,
     probabilities: np.ndarray,
     side: int,
     claims: Claims,
@@ -126,10 +140,11 @@ def _advance(
     classes: list[str],
     end_classes: frozenset[str],
 ) -> None:
-    """Add the step to its direction's chain, then stop the direction after `patience` doubtful steps."""
+    """Add the step to its direction's chain, then stop the direction after `patience` doubtful steps.
+    own: the detection whose mask `crop` is (None: the segmenter's)."""
     step.probabilities = dict(zip(classes, probabilities.tolist()))
     step.spine_class = classes[int(np.argmax(probabilities))]
-    step.support = claims.claim(crop)
+    step.support = claims.claim(crop, own)
     walker.found.append(ChainPosition(crop, step.refined, walker.direction, probabilities, step.support, step, side))
     walker.chain.append(step.refined)
     end_call = step.spine_class in end_classes
@@ -157,7 +172,7 @@ def _walk_on(walker: Walker, claims: Claims, lookahead: float) -> bool:
     for item in walker.found[-walker.doubts :]:
         item.step.outcome = "rewound"
     del walker.found[-walker.doubts :], walker.chain[-walker.doubts :]
-    walker.doubts, walker.jump = 0, claims.centroids[target].copy()
+    walker.doubts, walker.jump = 0, target
     return True
 
 

@@ -170,7 +170,8 @@ class Trace:
     offline. dropped counts chain positions removed: "decoded_out" (not kept by the decoder), "empty"
     (nothing left after post-processing), "duplicate" (overlapping a better one). unclaimed: confident
     detections under no final mask. repairs: chain positions "replaced" and "inserted" from
-    detections, and re-prompts "rejected"."""
+    detections, and re-prompts "rejected". masks: the masks the walk took, by source: "segmenter"
+    (patches it segmented) and "detector" (a confident detection's own, `detector_masks`)."""
 
     status: str = "ok"
     detection_centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
@@ -194,6 +195,7 @@ class Trace:
     dropped: dict[str, int] = field(default_factory=dict)
     unclaimed: int = 0
     repairs: dict[str, int] = field(default_factory=dict)
+    masks: dict[str, int] = field(default_factory=dict)
 
     def steps_in(self, direction: str) -> list[Step]:
         return [s for s in self.steps if s.direction == direction]
