@@ -194,7 +194,8 @@ def test_empty_mask_stop_and_no_seeds():
     result = oracle_loop(record, seeds, segmenter=OracleSegmenter(truth, allowed=seeds)).run(record.image)
     assert result.trace.stops == {UP: "empty_mask", DOWN: "empty_mask"}
     assert [i.source for i in result.instances] == ["seed"] * 3
-    nothing = oracle_loop(record, seeds, segmenter=OracleSegmenter(truth, allowed=[])).run(record.image)
+    segmenter = OracleSegmenter(truth, allowed=[])  # the seeds' masks too, not their detections'
+    nothing = oracle_loop(record, seeds, {"detector_masks": False}, segmenter).run(record.image)
     assert nothing.trace.status == "no_seeds" and nothing.instances == []
     assert nothing.trace.stops == {UP: "no_seeds", DOWN: "no_seeds"}
 
