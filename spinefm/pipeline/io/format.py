@@ -16,8 +16,9 @@
   holds one polygon per connected part of the mask (outer boundary pixels, `cv2.findContours`;
   parts under 3 boundary points are left out). `trace` is the loop's `Trace`: detections, seeds and
   their refined centroids, every step (window, predicted and refined point, IoU, class, outcome),
-  and `stops`, each direction's stop reason (`spinefm.pipeline.core.types.STOP_REASONS`), and the
-  decoder's input and output. `chain`: every position the walk segmented, top to bottom, with its
+  and `stops`, each direction's stop reason (`spinefm.pipeline.core.types.STOP_REASONS`), `masks`,
+  how many positions took Med-SA's mask and how many a detection's own, and the decoder's input and
+  output. `chain`: every position the walk segmented, top to bottom, with its
   decoded level, whether it was kept, score, centroid and exact mask (null where the mask came out
   empty): `spinefm.pipeline.tools.redecode` decodes it again with other settings without running a model.
 """
