@@ -98,7 +98,7 @@ def walk_directions(
         prompts = np.stack([s.prompt for _, s, _ in steps])
         crops = yield from masks_at(film, prompts, [s.side for _, s, _ in steps], known, tally)
         kept = []
-        for (walker, step, snap), crop, own in zip(steps, crops, known):
+        for (walker, step, snap), crop, mine in zip(steps, crops, known):
             step.refined = crop.weighted_centroid(config.mask_threshold)
             if step.refined is None:
                 _stop(walker, step, "empty_mask")
@@ -108,7 +108,7 @@ def walk_directions(
             if step.iou > config.overlap_iou:
                 _stop(walker, step, "overlap")
                 continue
-            kept.append((walker, step, crop, None if own is None else snap))
+            kept.append((walker, step, crop, None if mine is None else snap))
         if not kept:
             continue
         centres = np.stack([s.refined for _, s, _, _ in kept])
