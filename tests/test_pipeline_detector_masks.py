@@ -3,7 +3,7 @@ segmenter is prompted only where no detection is confident, and the walk finds t
 
 import numpy as np
 
-from helpers.oracles import OracleSegmenter, Truth, assert_matches_truth, middle, oracle_loop, phantom
+from helpers.oracles import OracleSegmenter, Truth, all_detected, assert_matches_truth, middle, oracle_loop, phantom
 from spinefm.pipeline import Detection
 from spinefm.pipeline.core.types import MaskCrop
 
@@ -61,8 +61,7 @@ def test_a_detection_astride_two_vertebrae_replaces_neither():
     astride = np.isin(truth.labels, [upper + 1, lower + 1]) & (rows >= top) & (rows <= bottom)
     centre = np.argwhere(astride)[:, ::-1].mean(axis=0)
     extra = Detection(MaskCrop(astride.astype(np.float32), (0, 0)), 0.95, centre, float(astride.sum()))
-    everything = list(range(len(record.vertebrae)))
-    scores = [0.99 if i in middle(record) else 0.9 for i in everything]
+    everything, scores = all_detected(record)
     loop = oracle_loop(record, everything, {"detector_masks": True}, scores=scores)
     loop.detector.detect = lambda images, found=loop.detector.detect: [found(images)[0] + [extra]]
     result = loop.run(record.image, view=record.view)

@@ -14,7 +14,9 @@ from helpers.oracles import (
     OracleLevelMapper,
     OraclePredictor,
     OracleSegmenter,
+    Sideways,
     Truth,
+    all_detected,
     assert_matches_truth,
     assert_same_masks,
     disc,
@@ -25,19 +27,6 @@ from helpers.oracles import (
 from spinefm.data.classes import BACKGROUND, BOTTOM_END, TOP_END, VERTEBRA, class_names
 from spinefm.pipeline import STOP_REASONS, Detection, InductiveLoop, LabelConfig
 from spinefm.pipeline.core.types import DOWN, UP
-
-
-class Sideways(OraclePredictor):
-    """The oracle's point moved 0.4 spacings to the right."""
-
-    def predict(self, windows, image_sizes):
-        return super().predict(windows, image_sizes) + [0.4 * self.truth.spacing, 0.0]
-
-
-def all_detected(record):
-    """Every vertebra detected: (indices, scores), the middle three the best (the seeds)."""
-    everything = list(range(len(record.vertebrae)))
-    return everything, [0.99 if i in middle(record) else 0.9 for i in everything]
 
 
 @pytest.mark.parametrize("view", list(SEEDS))
@@ -350,65 +339,3 @@ def test_a_walk_that_strays_from_the_spine_goes_on_from_the_detection_it_missed(
         record, detected, {"lookahead": 0.0}, predictor=Stray(truth), segmenter=segmenter, scores=scores
     )
     assert stopped.run(record.image, view=record.view).trace.stops[DOWN] == "background"
-
-
-class OffCentre(OracleSegmenter):
-    """The vertebra when prompted within a fifth of a spacing of its centroid; elsewhere a small blob
-    at the prompt (a prediction between two vertebrae gives a poor, off-centre mask)."""
-
-    def segment_one(self, centres, sides):
-        crops = []
-        for centre in centres:
-            distance = np.linalg.norm(self.truth.centroids - centre, axis=1)
-            near = distance.min() <= 0.2 * self.truth.spacing
-            crops.append(self.truth.crop(int(np.argmin(distance))) if near else disc(centre, 2))
-        return crops
-
-
-def test_off_centre_steps_are_re_prompted_at_their_detections():
-    """Every walking step lands 0.4 spacings sideways (no snapping): blobs. After the walk each
-    detection re-prompts the segmenter, whose mask agrees with the detection's: every vertebra is
-    found with its mask and level. Without repairs the blobs stay."""
-    record = phantom("ap_thoracolumbar")
-    truth = Truth(record)
-    everything, scores = all_detected(record)
-
-    def run(**config):
-        segmenter, predictor = OffCentre(truth), Sideways(truth)
-        loop = oracle_loop(record, everything, {"snap_radius": 0.0, **config}, segmenter, predictor, scores=scores)
-        return loop.run(record.image, view=record.view)
-
-    repaired = run()
-    assert_matches_truth(repaired, record)
-    sources = [i.source for i in repaired.instances]
-    assert sources.count("repair") == repaired.trace.repairs["replaced"] >= len(record.vertebrae) - 5
-    assert repaired.trace.repairs["inserted"] == 0
-    blobs = [i for i in run(repair_centred=0.0).instances if i.mask.sum() <= disc((0, 0), 2).values.sum()]
-    assert len(blobs) >= len(record.vertebrae) - 5
-
-
-def test_a_vertebra_stepped_over_is_inserted_from_its_detection():
-    """Going down, the walk jumps from L1 straight to L3: L2's detection lies in the gap and is
-    segmented there. Without repairs L2 is missing, and the decoder's skip keeps the levels below it."""
-    record = phantom("ap_thoracolumbar")
-    truth = Truth(record)
-    l1, l3 = record.levels.index("L1"), record.levels.index("L3")
-
-    class Jump(OraclePredictor):
-        def predict(self, windows, image_sizes):
-            points = super().predict(windows, image_sizes)
-            for i, window in enumerate(windows):
-                if truth.at(window[2]) == l1 and window[2][1] > window[1][1]:
-                    points[i] = truth.centroids[l3]
-            return points
-
-    everything, scores = all_detected(record)
-    assert middle(record)[-1] < l1
-    loop = oracle_loop(record, everything, predictor=Jump(truth), scores=scores)
-    repaired = loop.run(record.image, view=record.view)
-    assert_matches_truth(repaired, record)
-    inserted = [i.level for i in repaired.instances if i.source == "repair"]
-    assert "L2" in inserted and len(inserted) == repaired.trace.repairs["inserted"]  # L4 too: two-spacing steps on
-    unrepaired = oracle_loop(record, everything, {"repair_centred": 0.0}, predictor=Jump(truth), scores=scores)
-    levels = unrepaired.run(record.image, view=record.view).levels
-    assert "L2" not in levels and levels[: l1 + 2] == record.levels[: l1 + 1] + ["L3"] and levels[-1] == "L5"

@@ -204,6 +204,19 @@ def middle(record, count=3):
     return list(range(start, start + count))
 
 
+class Sideways(OraclePredictor):
+    """The oracle's point moved 0.4 spacings to the right."""
+
+    def predict(self, windows, image_sizes):
+        return super().predict(windows, image_sizes) + [0.4 * self.truth.spacing, 0.0]
+
+
+def all_detected(record):
+    """Every vertebra detected: (indices, scores), the middle three the best (the seeds)."""
+    everything = list(range(len(record.vertebrae)))
+    return everything, [0.99 if i in middle(record) else 0.9 for i in everything]
+
+
 def assert_matches_truth(result, record):
     """The instances are the record's vertebrae, top to bottom, with their levels."""
     assert result.levels == record.levels
