@@ -7,11 +7,10 @@ decoding of the whole chain (docs in `spinefm.pipeline.core.decode`).
 3. Walk up from the top seed and down from the bottom one (`stepping`): predict the next centroid,
    snap it to a confident unclaimed detection nearby, segment a patch there and classify at the
    refined centroid, keeping every class probability (with `detector_masks`, a seed or step on a
-   confident detection takes the detection's own mask instead of the segmenter's). Soft evidence never
-   stops a direction: it
-   stops on a hard stop (border, empty mask, overlap, the step cap), or after `patience` doubtful
-   steps in a row (background or this direction's end, no detection there) unless a confident
-   unclaimed detection lies ahead (`lookahead` spacings).
+   confident detection takes the detection's own mask instead of the segmenter's). Soft evidence
+   never stops a direction: it stops on a hard stop (border, empty mask, overlap, the step cap), or
+   after `patience` doubtful steps in a row (background or this direction's end, no detection there)
+   unless a confident unclaimed detection lies ahead (`lookahead` spacings).
 4. Repair the chain from the detector (`repair`): re-prompt the segmenter at every confident
    detection no position is centred on; the new mask replaces the off-centre positions it overlaps
    when it agrees better with the detection's mask, or fills a gap where a step went over a vertebra.
